@@ -1,0 +1,174 @@
+package frameloop
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/sock"
+)
+
+// Config configures a Server. Zero sizes and counts take the defaults
+// below; zero durations disable their timeout. DefaultConfig returns the
+// daemon's defaults, timeouts included.
+type Config struct {
+	// Addr to listen on: "host:port", "[ipv6]:port" or "unix:/path".
+	// Default "127.0.0.1:5882".
+	Addr string
+
+	// MaxConns is the most connections served at once, across all loops.
+	// At the limit the server stops accepting; new connections wait in the
+	// kernel's backlog until a slot frees. Default 4096.
+	MaxConns int
+
+	// MaxMessage is the largest payload accepted, in bytes. A header
+	// announcing more closes the connection. Default 1 MiB; at most 1 GiB.
+	MaxMessage int
+
+	// IdleTimeout closes a connection that completes no frame for this
+	// long. A connection with replies queued is not idle (WriteTimeout
+	// governs it); its idle period restarts once they are sent.
+	IdleTimeout time.Duration
+
+	// WriteTimeout closes a connection whose queued output makes no
+	// progress for this long.
+	WriteTimeout time.Duration
+
+	// Loops is the number of event loops. Default: the number of CPUs.
+	Loops int
+
+	// Backend is the readiness API: "epoll" (Linux), "kqueue" (BSD,
+	// macOS) or "poll". Default: the platform's best.
+	Backend string
+
+	// Balance chooses how connections are spread over loops when Loops > 1:
+	// "reuseport" gives each loop its own SO_REUSEPORT listener, "handoff"
+	// has one loop accept and hand connections to the least loaded loop.
+	// Unix sockets always use "handoff". Default "reuseport".
+	Balance string
+
+	// LowWater and HighWater bound a connection's queued output: above
+	// HighWater the loop stops reading from the connection, below LowWater
+	// it reads again. Defaults 32 KiB and 64 KiB, as in Netty.
+	LowWater, HighWater int
+
+	// MaxQueued is the hard cap on a connection's queued output. A Write
+	// that would pass it fails with ErrBackpressure. It must exceed
+	// HighWater by at least one maximum-size frame, so that a reply to any
+	// frame the loop reads always fits. Default HighWater + 2×(MaxMessage+4),
+	// at least 4 MiB.
+	MaxQueued int
+
+	// ProxyProtocol requires a PROXY protocol v1 or v2 header at the start
+	// of every connection.
+	ProxyProtocol bool
+
+	// Logger receives the server's logs. Default: none.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration `frameloop serve` starts from.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         "127.0.0.1:5882",
+		MaxConns:     4096,
+		MaxMessage:   1 << 20,
+		IdleTimeout:  60 * time.Second,
+		WriteTimeout: 30 * time.Second,
+	}
+}
+
+const (
+	maxMessageLimit = 1 << 30
+	defaultLow      = 32 << 10
+	defaultHigh     = 64 << 10
+	// lingerTimeout bounds how long a connection we are closing is drained
+	// after its last reply: closing a socket with unread input makes the
+	// kernel send a reset, which can destroy replies the peer has not read.
+	lingerTimeout = 2 * time.Second
+)
+
+// config is a validated Config with every default filled in.
+type config struct {
+	Config
+	endpoint sock.Endpoint
+}
+
+func (c Config) resolve() (*config, error) {
+	r := &config{Config: c}
+	if r.Addr == "" {
+		r.Addr = "127.0.0.1:5882"
+	}
+	ep, err := sock.ParseEndpoint(r.Addr)
+	if err != nil {
+		return nil, err
+	}
+	r.endpoint = ep
+	if r.MaxConns == 0 {
+		r.MaxConns = 4096
+	}
+	if r.MaxConns < 0 {
+		return nil, fmt.Errorf("max-conns must be at least 1, got %d", c.MaxConns)
+	}
+	if r.MaxMessage == 0 {
+		r.MaxMessage = 1 << 20
+	}
+	if r.MaxMessage < 0 || r.MaxMessage > maxMessageLimit {
+		return nil, fmt.Errorf("max-message must be from 1 to %d bytes, got %d", maxMessageLimit, c.MaxMessage)
+	}
+	if r.IdleTimeout < 0 {
+		return nil, fmt.Errorf("idle-timeout must not be negative, got %v", c.IdleTimeout)
+	}
+	if r.WriteTimeout < 0 {
+		return nil, fmt.Errorf("write-timeout must not be negative, got %v", c.WriteTimeout)
+	}
+	if r.Loops == 0 {
+		r.Loops = runtime.NumCPU()
+	}
+	if r.Loops < 0 || r.Loops > 1024 {
+		return nil, fmt.Errorf("loops must be from 1 to 1024, got %d", c.Loops)
+	}
+	if r.Backend == "" {
+		r.Backend = poller.Default()
+	}
+	if !slices.Contains(poller.Backends(), r.Backend) {
+		return nil, fmt.Errorf("backend %q is not available here (choose from %v)", r.Backend, poller.Backends())
+	}
+	switch r.Balance {
+	case "":
+		r.Balance = "reuseport"
+	case "reuseport", "handoff":
+	default:
+		return nil, fmt.Errorf("balance must be reuseport or handoff, got %q", c.Balance)
+	}
+	if ep.Network == "unix" {
+		r.Balance = "handoff"
+	}
+	if r.LowWater == 0 {
+		r.LowWater = min(defaultLow, max(r.HighWater/2, 1))
+	}
+	if r.HighWater == 0 {
+		r.HighWater = max(defaultHigh, r.LowWater)
+	}
+	if r.LowWater < 0 || r.HighWater < r.LowWater {
+		return nil, fmt.Errorf("write watermarks must satisfy 0 < low <= high, got low %d, high %d", r.LowWater, r.HighWater)
+	}
+	minQueued := r.HighWater + r.MaxMessage + 4
+	if r.MaxQueued == 0 {
+		r.MaxQueued = max(4<<20, r.HighWater+2*(r.MaxMessage+4))
+	}
+	if r.MaxQueued < minQueued {
+		return nil, fmt.Errorf("max-queued must be at least high water + max message + 4 = %d, got %d", minQueued, c.MaxQueued)
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return r, nil
+}
+
+var errNoHandler = errors.New("frameloop: nil Handler")

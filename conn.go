@@ -1,0 +1,220 @@
+package frameloop
+
+import (
+	"net"
+	"sync/atomic"
+
+	"github.com/frameloop/frameloop/internal/bufpool"
+	"github.com/frameloop/frameloop/internal/deadline"
+	"github.com/frameloop/frameloop/internal/frame"
+	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/sock"
+)
+
+// Conn is the handle of one connection. It stays valid after the
+// connection closes: Write and Close then return ErrClosed, and never
+// reach a later connection that reuses the same slot.
+//
+// Write and Close are safe from any goroutine. Context and SetContext are
+// not synchronized: use them from the handler's callbacks, or guard them.
+type Conn struct {
+	l    *loop
+	st   *connState
+	gen  uint32
+	addr sock.Addr
+	ctx  any
+}
+
+// RemoteAddr is the peer's address: with Config.ProxyProtocol, the client
+// address the proxy reported.
+func (c *Conn) RemoteAddr() net.Addr { return c.addr.NetAddr() }
+
+// Context returns the value stored with SetContext.
+func (c *Conn) Context() any { return c.ctx }
+
+// SetContext stores a value of the application's with the connection.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// Write queues payload as one frame. It copies payload, so the caller may
+// reuse it at once. Frames written by one goroutine to one connection are
+// sent in the order of the calls. Nothing is sent before the handler
+// returns: the loop flushes each connection's queue once per pass, with one
+// write for all the frames queued in that pass.
+//
+// Write fails with ErrClosed once the connection is closed or closing, and
+// with ErrBackpressure when the queue holds too much already (see
+// Config.MaxQueued); nothing is queued then.
+func (c *Conn) Write(payload []byte) error {
+	l, st := c.l, c.st
+	size := int64(frame.HeaderSize + len(payload))
+	if size > int64(l.cfg.MaxQueued) {
+		return ErrTooLarge
+	}
+	l.outMu.Lock()
+	if st.gen != c.gen || st.closeRequested.Load() {
+		l.outMu.Unlock()
+		return ErrClosed
+	}
+	if st.queued.Load()+size > int64(l.cfg.MaxQueued) {
+		l.shared.backpressured++
+		l.outMu.Unlock()
+		return ErrBackpressure
+	}
+	st.appendFrame(payload)
+	st.queued.Add(size)
+	l.shared.framesOut++
+	wake := l.markDirtyLocked(st)
+	l.outMu.Unlock()
+	if wake {
+		l.wake()
+	}
+	return nil
+}
+
+// Close closes the connection once the frames already written are sent.
+// The loop stops reading from it at once. Close returns ErrClosed if the
+// connection is already closed or closing.
+func (c *Conn) Close() error {
+	l, st := c.l, c.st
+	l.outMu.Lock()
+	if st.gen != c.gen || st.closeRequested.Load() {
+		l.outMu.Unlock()
+		return ErrClosed
+	}
+	st.closeRequested.Store(true)
+	wake := l.markDirtyLocked(st)
+	l.outMu.Unlock()
+	if wake {
+		l.wake()
+	}
+	return nil
+}
+
+// Queued is the number of bytes written to the connection and not yet
+// taken by the kernel.
+func (c *Conn) Queued() int {
+	c.l.outMu.Lock()
+	defer c.l.outMu.Unlock()
+	if c.st.gen != c.gen {
+		return 0
+	}
+	return int(c.st.queued.Load())
+}
+
+// phase is where a connection is in its life.
+type phase uint8
+
+const (
+	phaseFree    phase = iota
+	phaseProxy         // waiting for the PROXY protocol header
+	phaseOpen          // serving frames
+	phaseClosing       // reading stopped; closes once output is flushed
+	phaseLinger        // output flushed and write side shut: discarding input until EOF
+)
+
+// connState is the pooled state behind a Conn. The loop owns every field
+// except those marked as guarded by loop.outMu, which other goroutines
+// reach through Conn.Write and Conn.Close. It is kept small, and owns no
+// buffer while idle, because a server holds many of them.
+type connState struct {
+	// timer is in the loop's idle list while nothing is queued, in its
+	// write list while output waits for the socket, in its linger list
+	// while lingering.
+	timer deadline.Entry[*connState]
+	conn  *Conn
+	// in holds input not yet decoded: the unfinished frame, or, while
+	// reading is paused, everything read and not yet handled.
+	in *bufpool.Buf
+
+	// queued counts the bytes in the output queue. Writes happen under
+	// outMu; the loop reads it without the lock on its hot path.
+	queued atomic.Int64
+
+	// Guarded by loop.outMu.
+	outHead, outTail *bufpool.Buf
+	outOff           int // bytes of outHead already written
+	gen              uint32
+	dirty            bool // in loop.dirty
+	// closeRequested is set by Close under outMu, and read by the loop
+	// without it, between frames.
+	closeRequested atomic.Bool
+
+	fd         int32
+	interest   poller.Interest
+	phase      phase
+	readPaused bool // output above the high-water mark
+	eof        bool // the peer will send nothing more
+	waitWrite  bool // the kernel took less than we had: write interest armed
+	timerList  timerList
+	reason     CloseReason
+}
+
+// timerList says which deadline list holds connState.timer.
+type timerList uint8
+
+const (
+	timerNone timerList = iota
+	timerIdle
+	timerWrite
+	timerLinger
+)
+
+// acceptsFrames says whether frames read from st are still delivered:
+// while open, and while closing for a shutdown or after the peer's EOF
+// (those frames were received before the close began). Not after Close or
+// an oversized frame.
+func (st *connState) acceptsFrames() bool {
+	switch st.phase {
+	case phaseOpen:
+		return true
+	case phaseClosing:
+		return st.reason == ReasonShutdown || st.reason == ReasonPeerClosed
+	}
+	return false
+}
+
+// appendFrame copies a frame into the output queue; outMu must be held.
+func (st *connState) appendFrame(payload []byte) {
+	var hdr [frame.HeaderSize]byte
+	frame.PutHeader(hdr[:], len(payload))
+	st.appendBytes(hdr[:])
+	st.appendBytes(payload)
+}
+
+const (
+	minChunk = 4 << 10
+	maxChunk = 64 << 10
+)
+
+func (st *connState) appendBytes(p []byte) {
+	for len(p) > 0 {
+		t := st.outTail
+		if t == nil || len(t.B) == cap(t.B) {
+			// Size the next chunk by what is queued: small for the odd
+			// reply, bigger for a pipelined burst, never so big that one
+			// large frame pins a huge buffer.
+			want := max(len(p), int(st.queued.Load()))
+			t = bufpool.Get(min(max(want, minChunk), maxChunk))
+			if st.outTail == nil {
+				st.outHead = t
+			} else {
+				st.outTail.Next = t
+			}
+			st.outTail = t
+		}
+		n := min(len(p), cap(t.B)-len(t.B))
+		t.B = append(t.B, p[:n]...)
+		p = p[n:]
+	}
+}
+
+// releaseOutput drops the output queue; outMu must be held.
+func (st *connState) releaseOutput() {
+	for b := st.outHead; b != nil; {
+		next := b.Next
+		bufpool.Put(b)
+		b = next
+	}
+	st.outHead, st.outTail, st.outOff = nil, nil, 0
+	st.queued.Store(0)
+}

@@ -1,0 +1,29 @@
+package frameloop
+
+import "errors"
+
+var (
+	// ErrClosed is returned by Write and Close on a connection that is
+	// closed or closing. A handle never reaches a later connection that
+	// reuses its slot: each handle carries the generation it was issued for.
+	ErrClosed = errors.New("frameloop: connection closed")
+
+	// ErrBackpressure is returned by Write when the frame would take the
+	// connection's queued output past Config.MaxQueued. Nothing is queued;
+	// the caller decides whether to drop the frame, retry later or close.
+	ErrBackpressure = errors.New("frameloop: connection output queue full")
+
+	// ErrTooLarge is returned by Write for a payload the wire format cannot
+	// carry or the queue could never hold.
+	ErrTooLarge = errors.New("frameloop: payload too large")
+
+	// ErrServerClosed is returned by Serve after Shutdown, and passed to
+	// OnClose for connections closed by a shutdown.
+	ErrServerClosed = errors.New("frameloop: server closed")
+
+	// Reasons passed to Handler.OnClose.
+	ErrIdleTimeout    = errors.New("frameloop: idle timeout")
+	ErrWriteTimeout   = errors.New("frameloop: write timeout (slow consumer)")
+	ErrFrameTooLarge  = errors.New("frameloop: frame exceeds the maximum message size")
+	ErrBadProxyHeader = errors.New("frameloop: missing or malformed PROXY protocol header")
+)

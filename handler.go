@@ -1,0 +1,29 @@
+package frameloop
+
+// Handler receives a connection's events. All three methods run on the
+// connection's event loop goroutine, one at a time for that loop, so they
+// must not block: a slow handler stalls every connection of its loop. Hand
+// long work to another goroutine and reply from there with Conn.Write.
+type Handler interface {
+	// OnOpen is called once the connection is accepted (and, with
+	// Config.ProxyProtocol, once its PROXY header is read).
+	OnOpen(c *Conn)
+
+	// OnFrame is called for each complete frame, in arrival order.
+	// payload is valid only until OnFrame returns: it points into a buffer
+	// the loop reuses for the next read. Copy it to keep it.
+	OnFrame(c *Conn, payload []byte)
+
+	// OnClose is called once, after the connection is closed. err says why:
+	// nil when the peer closed cleanly or Close was called, ErrIdleTimeout,
+	// ErrWriteTimeout, ErrFrameTooLarge, ErrServerClosed,
+	// ErrBadProxyHeader, or the socket error (such as ECONNRESET).
+	OnClose(c *Conn, err error)
+}
+
+// EchoHandler answers every frame with a frame carrying the same payload.
+type EchoHandler struct{}
+
+func (EchoHandler) OnOpen(*Conn)                    {}
+func (EchoHandler) OnFrame(c *Conn, payload []byte) { c.Write(payload) }
+func (EchoHandler) OnClose(*Conn, error)            {}

@@ -1,0 +1,296 @@
+package frameloop
+
+import (
+	"github.com/frameloop/frameloop/internal/bufpool"
+	"github.com/frameloop/frameloop/internal/frame"
+	"github.com/frameloop/frameloop/internal/sock"
+	"golang.org/x/sys/unix"
+)
+
+// minInBuffer is the smallest buffer an unfinished frame gets.
+const minInBuffer = 512
+
+// readable reads once from st. The poller is level-triggered, so bytes
+// left in the socket are reported again at the next wait; one read per
+// event keeps a busy connection from starving the others.
+func (l *loop) readable(st *connState) {
+	switch st.phase {
+	case phaseLinger:
+		l.discard(st)
+		return
+	case phaseProxy:
+		l.readProxy(st)
+		return
+	}
+	// A frame larger than the shared buffer is read straight into its own
+	// buffer, saving a copy per read.
+	if st.in != nil && len(st.in.B) >= frame.HeaderSize {
+		if total := frame.HeaderSize + int(frame.Length(st.in.B)); total-len(st.in.B) >= len(l.rbuf) {
+			l.readLarge(st, total)
+			return
+		}
+	}
+	n, ok := l.read(st, l.rbuf)
+	if !ok {
+		return
+	}
+	frames := l.stats.framesIn
+	l.consume(st, l.rbuf[:n])
+	l.touched(st, frames)
+}
+
+// read reads into buf; ok is false when there was nothing to read or the
+// connection ended (it is then closing or closed).
+func (l *loop) read(st *connState, buf []byte) (n int, ok bool) {
+	n, err := sock.Read(int(st.fd), buf)
+	switch {
+	case err == unix.EAGAIN:
+		return 0, false
+	case err != nil:
+		l.closeNow(st, reasonForError(err), err)
+		return 0, false
+	case n == 0:
+		l.peerEOF(st)
+		return 0, false
+	}
+	l.stats.bytesIn += uint64(n)
+	return n, true
+}
+
+// touched pushes st's idle deadline forward if a frame completed since
+// the frame count was `before`. Partial frames do not count: a client
+// trickling a frame a byte at a time is idle.
+func (l *loop) touched(st *connState, before uint64) {
+	if l.stats.framesIn != before && st.timerList == timerIdle {
+		l.idle.Touch(&st.timer, l.now)
+	}
+}
+
+// readLarge reads the rest of a large frame into the connection's buffer,
+// growing it only as bytes arrive, so that announcing a large frame costs
+// nothing until it is actually sent.
+func (l *loop) readLarge(st *connState, total int) {
+	have := len(st.in.B)
+	if have == cap(st.in.B) {
+		st.in = growBuf(st.in, min(total, max(2*have, have+len(l.rbuf))))
+	}
+	n, ok := l.read(st, st.in.B[have:min(cap(st.in.B), total)])
+	if !ok {
+		return
+	}
+	st.in.B = st.in.B[:have+n]
+	if have+n < total {
+		return
+	}
+	frames := l.stats.framesIn
+	in := st.in
+	st.in = nil
+	l.deliver(st, in.B[frame.HeaderSize:total])
+	bufpool.Put(in)
+	l.touched(st, frames)
+}
+
+// consume handles bytes just read into the shared buffer.
+func (l *loop) consume(st *connState, data []byte) {
+	if st.in != nil {
+		var done bool
+		if data, done = l.completePending(st, data); !done {
+			return
+		}
+	}
+	used, need, ok := l.decodeFrames(st, data)
+	if !ok {
+		return
+	}
+	if rest := data[used:]; len(rest) > 0 && st.phase <= phaseOpen {
+		l.stash(st, rest, need)
+	}
+}
+
+// completePending appends to the unfinished frame in st.in until it is
+// complete and delivers it. It returns the bytes left over, and done ==
+// false when the frame is still unfinished (all of data was taken) or the
+// connection is closing.
+func (l *loop) completePending(st *connState, data []byte) (rest []byte, done bool) {
+	if len(st.in.B) < frame.HeaderSize {
+		data = data[fill(st, data, frame.HeaderSize):]
+		if len(st.in.B) < frame.HeaderSize {
+			return nil, false
+		}
+	}
+	size := frame.Length(st.in.B)
+	if size > uint32(l.cfg.MaxMessage) {
+		l.oversize(st, size)
+		return nil, false
+	}
+	total := frame.HeaderSize + int(size)
+	data = data[fill(st, data, total):]
+	if len(st.in.B) < total {
+		return nil, false
+	}
+	in := st.in
+	st.in = nil
+	l.deliver(st, in.B[frame.HeaderSize:total])
+	bufpool.Put(in)
+	if st.phase != phaseOpen {
+		return nil, false
+	}
+	return data, true
+}
+
+// fill moves bytes from data into st.in until it holds total bytes, and
+// returns how many it took. The buffer grows with what arrives, never
+// straight to the size a header announces.
+func fill(st *connState, data []byte, total int) int {
+	have := len(st.in.B)
+	take := min(total-have, len(data))
+	if have+take > cap(st.in.B) {
+		st.in = growBuf(st.in, min(total, max(2*cap(st.in.B), have+take)))
+	}
+	st.in.B = append(st.in.B, data[:take]...)
+	return take
+}
+
+func growBuf(b *bufpool.Buf, size int) *bufpool.Buf {
+	nb := bufpool.Get(size)
+	nb.B = append(nb.B, b.B...)
+	bufpool.Put(b)
+	return nb
+}
+
+// decodeFrames delivers the complete frames at the start of data. It
+// stops at an unfinished frame (need is then its size), when the
+// connection's output passes the high-water mark (reading pauses), or when
+// the connection starts closing. ok is false when the connection is
+// closing and its input is to be discarded.
+func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool) {
+	limit := uint32(l.cfg.MaxMessage)
+	for used < len(data) {
+		if !st.acceptsFrames() {
+			return used, 0, false
+		}
+		if st.queued.Load() > int64(l.cfg.HighWater) {
+			l.pauseReading(st)
+			return used, 0, true
+		}
+		payload, n, want, err := frame.Next(data[used:], limit)
+		if err != nil {
+			l.oversize(st, frame.Length(data[used:]))
+			return used, 0, false
+		}
+		if n == 0 {
+			return used, want, true
+		}
+		l.deliver(st, payload)
+		used += n
+	}
+	return used, 0, true
+}
+
+// deliver hands one payload to the handler.
+func (l *loop) deliver(st *connState, payload []byte) {
+	l.stats.framesIn++
+	l.h.OnFrame(st.conn, payload)
+	if st.closeRequested.Load() && st.phase == phaseOpen {
+		// Closed by the handler (or by another goroutine, seen early):
+		// frames after this one are not delivered.
+		l.startClosing(st, ReasonLocal)
+	}
+}
+
+// stash keeps bytes that could not be handled yet: an unfinished frame
+// (need is its size, if known) or, while reading is paused, everything
+// left of the read.
+func (l *loop) stash(st *connState, data []byte, need int) {
+	size := len(data)
+	if !st.readPaused && need <= len(l.rbuf) {
+		size = max(size, need) // small frames get their whole size at once
+	}
+	st.in = bufpool.Get(max(size, minInBuffer))
+	st.in.B = append(st.in.B, data...)
+}
+
+// pauseReading stops reading from st until its output drains below the
+// low-water mark: the client is sending faster than it reads its replies.
+func (l *loop) pauseReading(st *connState) {
+	if st.readPaused {
+		return
+	}
+	st.readPaused = true
+	l.stats.readPauses++
+	l.setInterest(st)
+}
+
+// resumeReading is called once st's output is below the low-water mark.
+// Frames buffered while paused are handled before the loop waits again:
+// the socket may never report them, since they were already read from it.
+func (l *loop) resumeReading(st *connState) {
+	st.readPaused = false
+	if st.in != nil {
+		gen := st.gen
+		frames := l.stats.framesIn
+		l.decodeStashed(st)
+		if st.gen != gen {
+			return
+		}
+		l.touched(st, frames)
+	}
+	l.setInterest(st)
+}
+
+// decodeStashed decodes the frames held in st.in and compacts what is left
+// to the front of the buffer, so that an unfinished header is never split
+// across the buffer's end.
+func (l *loop) decodeStashed(st *connState) {
+	in := st.in
+	used, _, ok := l.decodeFrames(st, in.B)
+	if st.in != in {
+		return // released by an oversize close
+	}
+	if !ok {
+		st.in = nil
+		bufpool.Put(in)
+		return
+	}
+	rest := copy(in.B, in.B[used:])
+	in.B = in.B[:rest]
+	if rest == 0 {
+		st.in = nil
+		bufpool.Put(in)
+	}
+}
+
+// peerEOF handles the end of the peer's stream: it has sent everything.
+// Replies to what it sent are still delivered; then the connection closes.
+func (l *loop) peerEOF(st *connState) {
+	st.eof = true
+	if st.in != nil && !st.readPaused {
+		bufpool.Put(st.in) // an unfinished frame can never finish now
+		st.in = nil
+	}
+	if st.phase == phaseLinger {
+		l.closeNow(st, st.reason, st.reason.err())
+		return
+	}
+	l.startClosing(st, ReasonPeerClosed)
+}
+
+// oversize closes st after a header announcing more than MaxMessage; the
+// replies to the frames before it are still sent.
+func (l *loop) oversize(st *connState, size uint32) {
+	if l.sizeWarn.allow(l.now) {
+		l.log.Warn("closing connection: frame larger than max-message",
+			"remote", st.conn.addr.String(), "announced", size, "max", l.cfg.MaxMessage,
+			"suppressed", l.sizeWarn.takeSuppressed())
+	}
+	if st.in != nil {
+		bufpool.Put(st.in)
+		st.in = nil
+	}
+	l.startClosing(st, ReasonOversize)
+}
+
+// discard reads and drops input from a lingering connection.
+func (l *loop) discard(st *connState) {
+	l.read(st, l.rbuf)
+}

@@ -1,0 +1,352 @@
+package frameloop
+
+import (
+	"log/slog"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/frameloop/frameloop/internal/deadline"
+	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/sock"
+)
+
+const (
+	readBufferSize = 64 << 10
+	eventsPerWait  = 1024
+	// flushRounds bounds how often one pass re-flushes connections made
+	// dirty by the pass itself (a resumed connection decoding its buffered
+	// frames), so that one busy connection cannot hold the loop; what is
+	// left makes the next wait return at once.
+	flushRounds = 8
+)
+
+// Requests other goroutines post to a loop, as bits of loop.requests.
+const (
+	reqShutdown uint32 = 1 << iota // stop accepting, drain connections, exit
+	reqForce                       // close every connection now and exit
+	reqAccept                      // a slot freed: accept again if paused at the cap
+	reqHandoff                     // connections wait in handoffs
+)
+
+// loop is one event loop: a poller, the connections it watches, their
+// deadline lists, and the queues through which other goroutines reach it.
+// Everything not guarded by outMu belongs to the loop's goroutine.
+type loop struct {
+	id     int
+	srv    *Server
+	cfg    *config
+	h      Handler
+	log    *slog.Logger
+	p      poller.Poller
+	epoch  time.Time
+	now    int64 // nanoseconds since epoch, read once per pass
+	events []poller.Event
+
+	conns  []*connState // indexed by descriptor
+	free   []*connState // closed states, reused before allocating
+	nconns int
+
+	rbuf []byte // every read lands here first; shared by all connections
+	vec  [][]byte
+	wv   sock.Vectored
+
+	idle, write, linger deadline.List[*connState]
+
+	acceptor  sock.Acceptor
+	ln        listener
+	draining  bool
+	proxyWarn rateLimit
+	sizeWarn  rateLimit
+
+	requests atomic.Uint32
+	sleeping atomic.Bool // in, or about to enter, a Wait that only a wakeup ends
+	load     atomic.Int64
+
+	// outMu guards the output queues of this loop's connections and the
+	// queues below; Conn.Write and Conn.Close take it from any goroutine.
+	outMu    sync.Mutex
+	dirty    []connRef // connections with output or a close request to handle
+	handoffs []handoff // connections accepted by another loop for this one
+	shared   sharedStats
+
+	flushing []connRef // the dirty batch being handled; loop-only
+	stats    loopStats // loop-only; published into shared before each wait
+}
+
+// connRef names a connection by state and generation, so that a reference
+// queued before the connection closed is recognised as stale.
+type connRef struct {
+	st  *connState
+	gen uint32
+}
+
+type handoff struct {
+	fd   int
+	addr sock.Addr
+}
+
+func newLoop(s *Server, id int, p poller.Poller) *loop {
+	l := &loop{
+		id:     id,
+		srv:    s,
+		cfg:    s.cfg,
+		h:      s.h,
+		log:    s.cfg.Logger.With("loop", id),
+		p:      p,
+		epoch:  s.epoch,
+		events: make([]poller.Event, eventsPerWait),
+		rbuf:   make([]byte, readBufferSize),
+		vec:    make([][]byte, 0, sock.IovMax),
+		ln:     listener{fd: -1},
+	}
+	l.idle.Init(s.cfg.IdleTimeout)
+	l.write.Init(s.cfg.WriteTimeout)
+	l.linger.Init(lingerTimeout)
+	l.proxyWarn.every = 10 * time.Second
+	l.sizeWarn.every = 10 * time.Second
+	return l
+}
+
+func (l *loop) clock() int64 { return int64(time.Since(l.epoch)) }
+
+// run is the loop's goroutine. It returns when the loop has drained after
+// a shutdown request, or on a poller failure.
+func (l *loop) run() error {
+	// One OS thread per loop: the loop's syscalls never queue behind other
+	// goroutines' work on a shared thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer l.teardown()
+	l.now = l.clock()
+	for {
+		n, err := l.p.Wait(l.events, l.prepareWait())
+		l.sleeping.Store(false)
+		if err != nil {
+			l.log.Error("event loop failed", "err", err)
+			return err
+		}
+		l.now = l.clock()
+		for i := range n {
+			l.dispatch(l.events[i])
+		}
+		l.serveRequests()
+		l.flushDirty()
+		l.expire()
+		if l.draining && l.nconns == 0 {
+			return nil
+		}
+	}
+}
+
+// prepareWait publishes the loop's figures and returns how long the next
+// Wait may block. It says "sleeping" under outMu, after checking the
+// queues that outMu guards, so a writer either sees the loop busy (and it
+// will find the writer's entry) or sees it sleeping and wakes it.
+func (l *loop) prepareWait() int {
+	l.stats.connections = l.nconns
+	l.stats.acceptPaused = l.ln.atCap || l.ln.retryAt != 0
+	l.outMu.Lock()
+	l.shared.loop = l.stats
+	busy := len(l.dirty) > 0 || len(l.handoffs) > 0
+	if !busy {
+		l.sleeping.Store(true)
+	}
+	l.outMu.Unlock()
+	if busy || l.requests.Load() != 0 {
+		return 0
+	}
+	return l.timeoutMs()
+}
+
+// timeoutMs is the time to the earliest deadline, rounded up to whole
+// milliseconds, or -1 when nothing is due.
+func (l *loop) timeoutMs() int {
+	next := int64(math.MaxInt64)
+	for _, list := range [...]*deadline.List[*connState]{&l.idle, &l.write, &l.linger} {
+		if at, ok := list.Next(); ok && at < next {
+			next = at
+		}
+	}
+	if l.ln.retryAt != 0 && l.ln.retryAt < next {
+		next = l.ln.retryAt
+	}
+	if next == math.MaxInt64 {
+		return -1
+	}
+	d := next - l.clock()
+	if d <= 0 {
+		return 0
+	}
+	return int(min((d+int64(time.Millisecond)-1)/int64(time.Millisecond), math.MaxInt32))
+}
+
+// wake makes the loop leave its Wait, if it is in one (or about to be).
+// Wakeups coalesce: only the first caller after the loop went to sleep
+// pays for the system call.
+func (l *loop) wake() {
+	if l.sleeping.Swap(false) {
+		if err := l.p.Wake(); err != nil {
+			l.log.Error("waking the event loop failed", "err", err)
+		}
+	}
+}
+
+// post sets request bits and wakes the loop.
+func (l *loop) post(req uint32) {
+	l.requests.Or(req)
+	l.wake()
+}
+
+// markDirtyLocked queues st for the next flush; outMu must be held. It
+// returns true when the caller should wake the loop.
+func (l *loop) markDirtyLocked(st *connState) bool {
+	if st.dirty {
+		return false
+	}
+	st.dirty = true
+	l.dirty = append(l.dirty, connRef{st, st.gen})
+	return true
+}
+
+func (l *loop) markDirty(st *connState) {
+	l.outMu.Lock()
+	l.markDirtyLocked(st)
+	l.outMu.Unlock()
+}
+
+func (l *loop) dispatch(ev poller.Event) {
+	fd := int(ev.Fd)
+	if fd == l.ln.fd && ev.Tag == listenerTag {
+		l.acceptReady()
+		return
+	}
+	if fd < 0 || fd >= len(l.conns) {
+		return
+	}
+	st := l.conns[fd]
+	// The generation check drops events meant for a connection that has
+	// since closed and whose descriptor or state was given to another.
+	if st == nil || st.gen != ev.Tag {
+		return
+	}
+	gen := st.gen
+	if ev.Ready&poller.Invalid != 0 {
+		l.closeNow(st, ReasonError, errInvalidDescriptor)
+		return
+	}
+	if ev.Ready&poller.Writable != 0 && st.waitWrite {
+		l.flush(st, true)
+		if st.gen != gen {
+			return
+		}
+	}
+	if ev.Ready&(poller.Readable|poller.Hangup) == 0 {
+		return
+	}
+	if st.interest&poller.Read != 0 {
+		l.readable(st)
+		return
+	}
+	if ev.Ready&poller.Hangup != 0 {
+		// Not reading, so reading cannot tell what broke: the connection is
+		// dead in both directions. Let the pending output find the error.
+		l.flush(st, true)
+		if st.gen == gen {
+			l.closeNow(st, ReasonReset, sock.SocketError(int(st.fd)))
+		}
+	}
+}
+
+// serveRequests handles what other goroutines posted.
+func (l *loop) serveRequests() {
+	req := l.requests.Swap(0)
+	if req == 0 {
+		return
+	}
+	if req&reqHandoff != 0 {
+		l.adoptHandoffs()
+	}
+	if req&reqForce != 0 {
+		l.beginShutdown()
+		for _, st := range l.conns {
+			if st != nil {
+				l.closeNow(st, ReasonShutdown, ErrServerClosed)
+			}
+		}
+		return
+	}
+	if req&reqShutdown != 0 {
+		l.beginShutdown()
+	}
+	if req&reqAccept != 0 {
+		l.resumeAfterCap()
+	}
+}
+
+// flushDirty writes out every connection that was written to, or asked to
+// close, since the last pass.
+func (l *loop) flushDirty() {
+	for range flushRounds {
+		l.outMu.Lock()
+		if len(l.dirty) == 0 {
+			l.outMu.Unlock()
+			return
+		}
+		l.flushing, l.dirty = l.dirty, l.flushing[:0]
+		for _, r := range l.flushing {
+			if r.st.gen == r.gen {
+				r.st.dirty = false
+			}
+		}
+		l.outMu.Unlock()
+		for _, r := range l.flushing {
+			if r.st.gen == r.gen && r.st.phase != phaseFree {
+				l.flush(r.st, false)
+			}
+		}
+	}
+}
+
+// expire closes the connections whose deadlines have passed and retries a
+// paused accept. Only due entries are looked at: the lists are sorted.
+func (l *loop) expire() {
+	for e := l.idle.PopExpired(l.now); e != nil; e = l.idle.PopExpired(l.now) {
+		e.Value.timerList = timerNone
+		l.closeNow(e.Value, ReasonIdleTimeout, ErrIdleTimeout)
+	}
+	for e := l.write.PopExpired(l.now); e != nil; e = l.write.PopExpired(l.now) {
+		e.Value.timerList = timerNone
+		l.closeNow(e.Value, ReasonWriteTimeout, ErrWriteTimeout)
+	}
+	for e := l.linger.PopExpired(l.now); e != nil; e = l.linger.PopExpired(l.now) {
+		st := e.Value
+		st.timerList = timerNone
+		l.closeNow(st, st.reason, st.reason.err())
+	}
+	if l.ln.retryAt != 0 && l.now >= l.ln.retryAt {
+		l.ln.retryAt = 0
+		l.resumeAfterBackoff()
+	}
+}
+
+// teardown releases what the loop still holds once it stops.
+func (l *loop) teardown() {
+	for _, st := range l.conns {
+		if st != nil {
+			l.closeNow(st, ReasonShutdown, ErrServerClosed)
+		}
+	}
+	l.closeListener()
+	l.outMu.Lock()
+	pending := l.handoffs
+	l.handoffs = nil
+	l.outMu.Unlock()
+	for _, h := range pending {
+		sock.Close(h.fd)
+		l.srv.adm.release()
+	}
+	l.p.Close()
+}

@@ -1,0 +1,115 @@
+package frameloop
+
+import (
+	"github.com/frameloop/frameloop/internal/bufpool"
+	"golang.org/x/sys/unix"
+)
+
+// writeRounds bounds the writes one flush makes while the socket keeps
+// taking everything and writers keep adding more.
+const writeRounds = 4
+
+// flush writes st's queued output with one writev per round and updates
+// what st waits for. writable says the poller just reported the socket
+// writable; otherwise a connection already waiting for that is not tried,
+// as the write would only fail with EAGAIN.
+//
+// This is where the output policy lives: write interest is armed only
+// while output is left over; output above the high-water mark has paused
+// reading, and below the low-water mark resumes it; the write deadline
+// runs while output waits and is pushed on progress; a closing connection
+// closes once nothing is left.
+func (l *loop) flush(st *connState, writable bool) {
+	if st.phase == phaseLinger {
+		// The write side is shut: what was written since cannot be sent.
+		l.outMu.Lock()
+		st.releaseOutput()
+		l.outMu.Unlock()
+		return
+	}
+	if st.closeRequested.Load() && st.phase < phaseClosing {
+		st.phase, st.reason, st.readPaused = phaseClosing, ReasonLocal, false
+	}
+	gen := st.gen
+	progress := false
+	blocked := st.waitWrite && !writable
+	for round := 0; !blocked && round < writeRounds; round++ {
+		l.outMu.Lock()
+		bufs, total := l.gather(st)
+		l.outMu.Unlock()
+		if total == 0 {
+			break
+		}
+		n, err := l.wv.Writev(int(st.fd), bufs)
+		clear(bufs)
+		if err != nil && err != unix.EAGAIN {
+			l.closeNow(st, reasonForError(err), err)
+			return
+		}
+		if n > 0 {
+			l.outMu.Lock()
+			st.consumeOutput(n)
+			l.outMu.Unlock()
+			l.stats.bytesOut += uint64(n)
+			progress = true
+		}
+		blocked = n < total
+	}
+
+	if st.queued.Load() > 0 {
+		st.waitWrite = true
+		if progress || st.timerList != timerWrite {
+			l.setTimer(st, timerWrite)
+		}
+	} else {
+		st.waitWrite = false
+		if st.timerList != timerIdle {
+			l.setIdle(st)
+		}
+	}
+	if st.readPaused && st.queued.Load() < int64(l.cfg.LowWater) {
+		l.resumeReading(st)
+		if st.gen != gen {
+			return
+		}
+	}
+	l.setInterest(st)
+	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 {
+		l.finishClose(st)
+	}
+}
+
+// gather lists the queued buffers for one writev; outMu must be held.
+func (l *loop) gather(st *connState) (bufs [][]byte, total int) {
+	bufs = l.vec[:0]
+	off := st.outOff
+	for b := st.outHead; b != nil && len(bufs) < cap(l.vec); b = b.Next {
+		seg := b.B[off:]
+		off = 0
+		if len(seg) > 0 {
+			bufs = append(bufs, seg)
+			total += len(seg)
+		}
+	}
+	return bufs, total
+}
+
+// consumeOutput drops n written bytes from the front of the queue and
+// returns emptied buffers to the pool; outMu must be held.
+func (st *connState) consumeOutput(n int) {
+	st.queued.Add(-int64(n))
+	for n > 0 {
+		b := st.outHead
+		left := len(b.B) - st.outOff
+		if n < left {
+			st.outOff += n
+			return
+		}
+		n -= left
+		st.outHead, st.outOff = b.Next, 0
+		if st.outHead == nil {
+			st.outTail = nil
+		}
+		bufpool.Put(b)
+	}
+}
