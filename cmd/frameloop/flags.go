@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// newFlagSet returns a flag set that reports errors instead of printing
+// usage: a bad value gets one line, not a dump of every flag. Go's flag
+// package already accepts the GNU forms --name value and --name=value.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args and turns the flag package's messages into one
+// line in the GNU spelling. It returns flag.ErrHelp for --help.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		return nil
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: "):
+		name := strings.TrimLeft(strings.TrimPrefix(msg, "flag provided but not defined: "), "-")
+		return fmt.Errorf("unknown flag --%s", name)
+	case strings.HasPrefix(msg, "flag needs an argument: "):
+		name := strings.TrimLeft(strings.TrimPrefix(msg, "flag needs an argument: "), "-")
+		return fmt.Errorf("flag --%s needs a value", name)
+	}
+	msg = strings.ReplaceAll(msg, "for flag -", "for --")
+	return errors.New(strings.ReplaceAll(msg, "\n", " "))
+}
+
+// printDefaults writes the flags in the GNU spelling.
+func printDefaults(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%-18s %s%s\n", f.Name, f.Usage, def)
+	})
+}
+
+// intFlag is an integer flag with a range, checked as it is parsed.
+func intFlag(fs *flag.FlagSet, name string, def, lo, hi int, usage string) *int {
+	v := def
+	fs.Func(name, usage, func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("want a whole number from %d to %d", lo, hi)
+		}
+		v = n
+		return nil
+	})
+	setDefault(fs, name, strconv.Itoa(def))
+	return &v
+}
+
+// durationFlag is a non-negative Go duration flag; 0 disables.
+func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	v := def
+	fs.Func(name, usage, func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return errors.New("want a duration such as 1500ms, 2s or 1m (0 disables)")
+		}
+		v = d
+		return nil
+	})
+	setDefault(fs, name, def.String())
+	return &v
+}
+
+// choiceFlag is a string flag limited to the given values.
+func choiceFlag(fs *flag.FlagSet, name, def string, choices []string, usage string) *string {
+	v := def
+	fs.Func(name, usage, func(s string) error {
+		for _, c := range choices {
+			if s == c {
+				v = s
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s", strings.Join(choices, ", "))
+	})
+	setDefault(fs, name, def)
+	return &v
+}
+
+func setDefault(fs *flag.FlagSet, name, def string) {
+	fs.Lookup(name).DefValue = def
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/poller"
+)
+
+type serveOptions struct {
+	cfg             frameloop.Config
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
+	def := frameloop.DefaultConfig()
+	fs := newFlagSet("serve")
+	addr := fs.String("addr", def.Addr, "listen address: host:port, [ipv6]:port or unix:/path")
+	maxConns := intFlag(fs, "max-conns", def.MaxConns, 1, 10_000_000, "most connections served at once")
+	maxMessage := intFlag(fs, "max-message", def.MaxMessage, 1, 1<<30, "largest accepted payload in bytes")
+	idle := durationFlag(fs, "idle-timeout", def.IdleTimeout, "close a connection that completes no frame for this long")
+	write := durationFlag(fs, "write-timeout", def.WriteTimeout, "close a connection whose replies make no progress for this long")
+	shutdown := durationFlag(fs, "shutdown-timeout", 30*time.Second, "longest graceful drain on SIGTERM/SIGINT")
+	loops := intFlag(fs, "loops", runtime.NumCPU(), 1, 1024, "event loops (one goroutine each, locked to an OS thread)")
+	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
+	balance := choiceFlag(fs, "balance", "reuseport", []string{"reuseport", "handoff"}, "spreading connections over loops")
+	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
+	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "usage: frameloop serve [flags]")
+			printDefaults(stdout, fs)
+		}
+		return nil, err
+	}
+	cfg := def
+	cfg.Addr = *addr
+	cfg.MaxConns = *maxConns
+	cfg.MaxMessage = *maxMessage
+	cfg.IdleTimeout = *idle
+	cfg.WriteTimeout = *write
+	cfg.Loops = *loops
+	cfg.Backend = *backend
+	cfg.Balance = *balance
+	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, logLevel: *level, logFormat: *format}, nil
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level)) // validated by the flag
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseServeFlags(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, opts.logLevel, opts.logFormat)
+	opts.cfg.Logger = log
+	srv, err := frameloop.New(frameloop.EchoHandler{}, opts.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
+		return 2
+	}
+	if err := srv.Listen(); err != nil {
+		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
+		return 1
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+
+	select {
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+		return 1
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String(), "timeout", opts.shutdownTimeout)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if opts.shutdownTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), opts.shutdownTimeout)
+	}
+	defer cancel()
+	go func() {
+		// A second signal cuts the drain short.
+		if _, ok := <-sigs; ok {
+			log.Warn("second signal: closing every connection now")
+			cancel()
+		}
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown timeout passed; closed the remaining connections", "err", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, frameloop.ErrServerClosed) {
+		log.Error("server stopped", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
