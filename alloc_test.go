@@ -1,0 +1,143 @@
+package frameloop_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/poller"
+)
+
+// startEcho runs an echo server with one loop on a free loopback port and
+// stops it when the test ends.
+func startEcho(tb testing.TB, backend string) string {
+	tb.Helper()
+	cfg := frameloop.DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Loops = 1
+	cfg.Backend = backend
+	srv, err := frameloop.New(frameloop.EchoHandler{}, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, frameloop.ErrServerClosed) {
+			tb.Errorf("Serve: %v", err)
+		}
+	})
+	return srv.Addr().String()
+}
+
+// echoClient round-trips batches of frames; it allocates nothing itself,
+// so that the process's allocation count is the server's.
+type echoClient struct {
+	c     net.Conn
+	batch []byte
+	reply []byte
+}
+
+func newEchoClient(tb testing.TB, addr string, frames, size int) *echoClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	ec := &echoClient{c: c}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	for range frames {
+		ec.batch = binary.LittleEndian.AppendUint32(ec.batch, uint32(size))
+		ec.batch = append(ec.batch, payload...)
+	}
+	ec.reply = make([]byte, len(ec.batch))
+	return ec
+}
+
+func (ec *echoClient) roundTrip() error {
+	if _, err := ec.c.Write(ec.batch); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(ec.c, ec.reply)
+	return err
+}
+
+// TestEchoPathDoesNotAllocate shows the steady-state echo path allocates
+// nothing per frame: reading, decoding, the handler's Write, queueing and
+// the flush all reuse pooled or per-loop memory.
+func TestEchoPathDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are measured without the race detector")
+	}
+	for _, backend := range poller.Backends() {
+		t.Run(backend, func(t *testing.T) {
+			for _, tc := range []struct {
+				name         string
+				frames, size int
+			}{
+				{name: "one small frame", frames: 1, size: 64},
+				{name: "pipelined small frames", frames: 32, size: 64},
+				{name: "larger than the read buffer", frames: 1, size: 200 << 10},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					ec := newEchoClient(t, startEcho(t, backend), tc.frames, tc.size)
+					for range 100 { // warm the pools
+						if err := ec.roundTrip(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					var err error
+					allocs := testing.AllocsPerRun(500, func() {
+						if e := ec.roundTrip(); e != nil {
+							err = e
+						}
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if perFrame := allocs / float64(tc.frames); perFrame > 0 {
+						t.Fatalf("%.2f allocations per frame, want 0", perFrame)
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkEcho measures a pipelined round trip over loopback, server and
+// client in one process; allocations are reported per round trip.
+func BenchmarkEcho(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		frames, size int
+	}{
+		{name: "1x64B", frames: 1, size: 64},
+		{name: "32x64B", frames: 32, size: 64},
+		{name: "8x4000B", frames: 8, size: 4000},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ec := newEchoClient(b, startEcho(b, poller.Default()), tc.frames, tc.size)
+			b.SetBytes(int64(len(ec.batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := ec.roundTrip(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

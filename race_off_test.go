@@ -1,0 +1,5 @@
+//go:build !race
+
+package frameloop_test
+
+const raceEnabled = false
