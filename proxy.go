@@ -1,6 +1,60 @@
 package frameloop
 
-// readProxy reads the PROXY protocol header that must open st.
+import (
+	"github.com/frameloop/frameloop/internal/bufpool"
+	"github.com/frameloop/frameloop/internal/proxyhdr"
+	"github.com/frameloop/frameloop/internal/sock"
+)
+
+// readProxy reads the PROXY protocol header that must open st when
+// Config.ProxyProtocol is set. The header may arrive in pieces; what has
+// arrived is kept in st.in (at most proxyhdr.MaxLen bytes plus one read)
+// and parsed again as more comes. The handler sees the connection only
+// once the header is complete, with the client's address.
 func (l *loop) readProxy(st *connState) {
-	l.closeNow(st, ReasonProxyHeader, ErrBadProxyHeader)
+	n, ok := l.read(st, l.rbuf)
+	if !ok {
+		return
+	}
+	data := l.rbuf[:n]
+	var in *bufpool.Buf
+	if st.in != nil {
+		fill(st, data, len(st.in.B)+len(data))
+		in, data = st.in, st.in.B
+		st.in = nil
+	}
+	hdr, used, err := proxyhdr.Parse(data)
+	switch {
+	case err == proxyhdr.ErrIncomplete:
+		if in == nil {
+			l.stash(st, data, 0)
+		} else {
+			st.in = in
+		}
+		return
+	case err != nil:
+		if in != nil {
+			bufpool.Put(in)
+		}
+		if l.proxyWarn.allow(l.now) {
+			l.log.Warn("closing connection: bad PROXY header", "remote", st.conn.addr.String(),
+				"err", err, "suppressed", l.proxyWarn.takeSuppressed())
+		}
+		l.closeNow(st, ReasonProxyHeader, ErrBadProxyHeader)
+		return
+	}
+	if !hdr.Local {
+		st.conn.addr = sock.AddrFromAddrPort(hdr.Source)
+	}
+	st.phase = phaseOpen
+	gen := st.gen
+	l.greet(st)
+	if rest := data[used:]; len(rest) > 0 && st.gen == gen && st.phase == phaseOpen {
+		frames := l.stats.framesIn
+		l.consume(st, rest)
+		l.touched(st, frames)
+	}
+	if in != nil {
+		bufpool.Put(in)
+	}
 }
