@@ -20,6 +20,7 @@ import (
 type serveOptions struct {
 	cfg             frameloop.Config
 	shutdownTimeout time.Duration
+	metricsAddr     string
 	logLevel        string
 	logFormat       string
 }
@@ -35,6 +36,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	shutdown := durationFlag(fs, "shutdown-timeout", 30*time.Second, "longest graceful drain on SIGTERM/SIGINT")
 	loops := intFlag(fs, "loops", runtime.NumCPU(), 1, 1024, "event loops (one goroutine each, locked to an OS thread)")
 	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
+	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
+	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
 	balance := choiceFlag(fs, "balance", "reuseport", []string{"reuseport", "handoff"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
 	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
@@ -54,7 +57,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	cfg.Loops = *loops
 	cfg.Backend = *backend
 	cfg.Balance = *balance
-	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, logLevel: *level, logFormat: *format}, nil
+	cfg.ProxyProtocol = *proxy
+	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format}, nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -86,6 +90,17 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 1
+	}
+	if opts.metricsAddr != "" {
+		m, err := listenMetrics(opts.metricsAddr, srv)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			fmt.Fprintf(stderr, "frameloop serve: metrics: %v\n", err)
+			return 1
+		}
+		defer m.close()
+		go m.serve(log)
+		log.Info("serving metrics", "addr", "http://"+m.ln.Addr().String()+"/metrics")
 	}
 
 	sigs := make(chan os.Signal, 2)

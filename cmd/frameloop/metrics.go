@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/frameloop/frameloop"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// statsCollector turns Server.Stats into Prometheus metrics at scrape
+// time. The loops count on their own goroutines, without atomics, and
+// publish once per pass; nothing is counted on the hot path for Prometheus.
+type statsCollector struct {
+	srv *frameloop.Server
+
+	connections, accepted, closed, framesIn, framesOut        *prometheus.Desc
+	bytesIn, bytesOut, acceptPaused, readPauses, backpressure *prometheus.Desc
+}
+
+func newStatsCollector(srv *frameloop.Server) *statsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("frameloop_"+name, help, labels, nil)
+	}
+	return &statsCollector{
+		srv:          srv,
+		connections:  d("connections", "Connections open now."),
+		accepted:     d("connections_accepted_total", "Connections accepted."),
+		closed:       d("connections_closed_total", "Connections closed, by reason.", "reason"),
+		framesIn:     d("frames_received_total", "Complete frames received."),
+		framesOut:    d("frames_sent_total", "Reply frames queued for sending."),
+		bytesIn:      d("bytes_received_total", "Bytes read from connections."),
+		bytesOut:     d("bytes_sent_total", "Bytes written to connections."),
+		acceptPaused: d("accept_paused", "1 while accepting is paused by the connection cap or by descriptor exhaustion."),
+		readPauses:   d("read_paused_total", "Times reading from a connection paused because its replies queued up (backpressure episodes)."),
+		backpressure: d("write_rejected_total", "Writes refused because a connection's queue was full."),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.closed, c.framesIn, c.framesOut,
+		c.bytesIn, c.bytesOut, c.acceptPaused, c.readPauses, c.backpressure} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.srv.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(c.connections, float64(s.Connections))
+	counter(c.accepted, s.Accepted)
+	for _, r := range frameloop.CloseReasons() {
+		counter(c.closed, s.ClosedBy(r), r.String())
+	}
+	counter(c.framesIn, s.FramesIn)
+	counter(c.framesOut, s.FramesOut)
+	counter(c.bytesIn, s.BytesIn)
+	counter(c.bytesOut, s.BytesOut)
+	paused := 0.0
+	if s.AcceptPaused {
+		paused = 1
+	}
+	gauge(c.acceptPaused, paused)
+	counter(c.readPauses, s.ReadPauses)
+	counter(c.backpressure, s.Backpressure)
+}
+
+// metricsServer serves /metrics over HTTP; the data path never sees it.
+type metricsServer struct {
+	http *http.Server
+	ln   net.Listener
+}
+
+// listenMetrics binds addr now, so that a bad address fails at start-up.
+func listenMetrics(addr string, srv *frameloop.Server) (*metricsServer, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newStatsCollector(srv),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsServer{
+		http: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		ln:   ln,
+	}, nil
+}
+
+func (m *metricsServer) serve(log *slog.Logger) {
+	if err := m.http.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server stopped", "err", err)
+	}
+}
+
+func (m *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	m.http.Shutdown(ctx)
+}
