@@ -31,7 +31,7 @@ func (v *Vectored) Writev(fd int, bufs [][]byte) (int, error) {
 		iov[i].SetLen(len(b))
 	}
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		if errno == unix.EINTR {
 			continue
 		}
