@@ -1,3 +1,5 @@
+//go:build linux || dragonfly || freebsd || netbsd
+
 package sock
 
 import (
@@ -6,7 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// IovMax is the most buffers one writev takes (IOV_MAX on Linux).
+// IovMax is the most buffers one writev takes (IOV_MAX on Linux and the
+// BSDs).
 const IovMax = 1024
 
 // Vectored gathers buffers into one writev without allocating: the iovec

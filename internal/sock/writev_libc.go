@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || netbsd || openbsd
+//go:build darwin || openbsd
 
 package sock
 
@@ -7,7 +7,8 @@ import "golang.org/x/sys/unix"
 // IovMax is the most buffers one writev takes (IOV_MAX on the BSDs).
 const IovMax = 1024
 
-// Vectored gathers buffers into one writev.
+// Vectored gathers buffers into one writev. darwin and openbsd make system
+// calls through libc, so this goes through x/sys rather than a raw call.
 type Vectored struct{}
 
 // Writev writes bufs (at most IovMax) to fd with one system call and
