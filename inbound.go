@@ -36,7 +36,21 @@ func (l *loop) readable(st *connState) {
 	}
 	frames := l.stats.framesIn
 	l.consume(st, l.rbuf[:n])
-	l.touched(st, frames)
+	l.afterInput(st, frames)
+}
+
+// afterInput runs once the frames a read brought are handled: it pushes
+// the idle deadline if a frame completed, and flushes the replies at once —
+// one write for the whole batch, while the bytes are still in cache, and
+// holding an output buffer only for the time of the write.
+func (l *loop) afterInput(st *connState, framesBefore uint64) {
+	if st.phase == phaseFree {
+		return
+	}
+	l.touched(st, framesBefore)
+	if st.queued.Load() > 0 && !st.waitWrite {
+		l.flush(st, false)
+	}
 }
 
 // read reads into buf; ok is false when there was nothing to read or the
@@ -87,7 +101,7 @@ func (l *loop) readLarge(st *connState, total int) {
 	st.in = nil
 	l.deliver(st, in.B[frame.HeaderSize:total])
 	bufpool.Put(in)
-	l.touched(st, frames)
+	l.afterInput(st, frames)
 }
 
 // consume handles bytes just read into the shared buffer.

@@ -53,7 +53,7 @@ type loop struct {
 	vec  [][]byte
 	wv   sock.Vectored
 
-	idle, write, linger deadline.List[*connState]
+	idle, write, linger deadline.List
 
 	acceptor  sock.Acceptor
 	ln        listener
@@ -165,7 +165,7 @@ func (l *loop) prepareWait() int {
 // milliseconds, or -1 when nothing is due.
 func (l *loop) timeoutMs() int {
 	next := int64(math.MaxInt64)
-	for _, list := range [...]*deadline.List[*connState]{&l.idle, &l.write, &l.linger} {
+	for _, list := range [...]*deadline.List{&l.idle, &l.write, &l.linger} {
 		if at, ok := list.Next(); ok && at < next {
 			next = at
 		}
@@ -296,14 +296,16 @@ func (l *loop) flushDirty() {
 			return
 		}
 		l.flushing, l.dirty = l.dirty, l.flushing[:0]
-		for _, r := range l.flushing {
-			if r.st.gen == r.gen {
-				r.st.dirty = false
+		for i, r := range l.flushing {
+			// An entry is stale if its connection closed since, or was
+			// flushed already, right after the read that wrote to it.
+			if r.st.gen != r.gen || !r.st.dirty {
+				l.flushing[i].st = nil
 			}
 		}
 		l.outMu.Unlock()
 		for _, r := range l.flushing {
-			if r.st.gen == r.gen && r.st.phase != phaseFree {
+			if r.st != nil && r.st.gen == r.gen && r.st.phase != phaseFree {
 				l.flush(r.st, false)
 			}
 		}
@@ -314,15 +316,17 @@ func (l *loop) flushDirty() {
 // paused accept. Only due entries are looked at: the lists are sorted.
 func (l *loop) expire() {
 	for e := l.idle.PopExpired(l.now); e != nil; e = l.idle.PopExpired(l.now) {
-		e.Value.timerList = timerNone
-		l.closeNow(e.Value, ReasonIdleTimeout, ErrIdleTimeout)
+		st := stateOf(e)
+		st.timerList = timerNone
+		l.closeNow(st, ReasonIdleTimeout, ErrIdleTimeout)
 	}
 	for e := l.write.PopExpired(l.now); e != nil; e = l.write.PopExpired(l.now) {
-		e.Value.timerList = timerNone
-		l.closeNow(e.Value, ReasonWriteTimeout, ErrWriteTimeout)
+		st := stateOf(e)
+		st.timerList = timerNone
+		l.closeNow(st, ReasonWriteTimeout, ErrWriteTimeout)
 	}
 	for e := l.linger.PopExpired(l.now); e != nil; e = l.linger.PopExpired(l.now) {
-		st := e.Value
+		st := stateOf(e)
 		st.timerList = timerNone
 		l.closeNow(st, st.reason, st.reason.err())
 	}

@@ -33,9 +33,14 @@ func (l *loop) flush(st *connState, writable bool) {
 	gen := st.gen
 	progress := false
 	blocked := st.waitWrite && !writable
-	for round := 0; !blocked && round < writeRounds; round++ {
+	for round := 0; round < writeRounds; round++ {
 		l.outMu.Lock()
-		bufs, total := l.gather(st)
+		st.dirty = false // this flush takes care of what was written so far
+		var bufs [][]byte
+		var total int
+		if !blocked {
+			bufs, total = l.gather(st)
+		}
 		l.outMu.Unlock()
 		if total == 0 {
 			break
@@ -53,7 +58,9 @@ func (l *loop) flush(st *connState, writable bool) {
 			l.stats.bytesOut += uint64(n)
 			progress = true
 		}
-		blocked = n < total
+		if blocked = n < total; blocked {
+			break
+		}
 	}
 
 	if st.queued.Load() > 0 {
@@ -82,7 +89,7 @@ func (l *loop) flush(st *connState, writable bool) {
 // gather lists the queued buffers for one writev; outMu must be held.
 func (l *loop) gather(st *connState) (bufs [][]byte, total int) {
 	bufs = l.vec[:0]
-	off := st.outOff
+	off := int(st.outOff)
 	for b := st.outHead; b != nil && len(bufs) < cap(l.vec); b = b.Next {
 		seg := b.B[off:]
 		off = 0
@@ -100,9 +107,9 @@ func (st *connState) consumeOutput(n int) {
 	st.queued.Add(-int64(n))
 	for n > 0 {
 		b := st.outHead
-		left := len(b.B) - st.outOff
+		left := len(b.B) - int(st.outOff)
 		if n < left {
-			st.outOff += n
+			st.outOff += int32(n)
 			return
 		}
 		n -= left

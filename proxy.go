@@ -52,7 +52,7 @@ func (l *loop) readProxy(st *connState) {
 	if rest := data[used:]; len(rest) > 0 && st.gen == gen && st.phase == phaseOpen {
 		frames := l.stats.framesIn
 		l.consume(st, rest)
-		l.touched(st, frames)
+		l.afterInput(st, frames)
 	}
 	if in != nil {
 		bufpool.Put(in)
