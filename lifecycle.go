@@ -24,7 +24,7 @@ func (l *loop) open(fd int, addr sock.Addr) {
 	if l.cfg.ProxyProtocol {
 		st.phase = phaseProxy
 	}
-	c := &Conn{l: l, st: st, gen: st.gen, addr: addr}
+	c := &Conn{st: st, gen: st.gen, addr: addr}
 	st.conn = c
 	if err := l.p.Add(fd, st.gen, poller.Read); err != nil {
 		l.log.Error("watching a new connection failed", "err", err)
@@ -63,9 +63,7 @@ func (l *loop) newState() *connState {
 		l.free = l.free[:n-1]
 		return st
 	}
-	st := &connState{gen: 1}
-	st.timer.Value = st
-	return st
+	return &connState{l: l, gen: 1}
 }
 
 // startClosing stops reading from st; it closes once its output is sent.

@@ -8,22 +8,23 @@ package deadline
 
 import "time"
 
-// Entry is embedded in the object it times; Value points back at it.
-// An Entry is in at most one list at a time.
-type Entry[T any] struct {
-	prev, next *Entry[T]
+// Entry is embedded in the object it times; the owner finds itself from
+// the Entry it gets back (for instance by embedding it as its first field),
+// so an entry costs 24 bytes and no allocation. An Entry is in at most one
+// list at a time.
+type Entry struct {
+	prev, next *Entry
 	at         int64
-	Value      T
 }
 
 // Linked reports whether e is in a list.
-func (e *Entry[T]) Linked() bool { return e.next != nil }
+func (e *Entry) Linked() bool { return e.next != nil }
 
 // Deadline is when e expires, in the clock the list was touched with.
-func (e *Entry[T]) Deadline() int64 { return e.at }
+func (e *Entry) Deadline() int64 { return e.at }
 
 // Remove takes e out of its list; it does nothing if e is in none.
-func (e *Entry[T]) Remove() {
+func (e *Entry) Remove() {
 	if e.next == nil {
 		return
 	}
@@ -34,24 +35,24 @@ func (e *Entry[T]) Remove() {
 
 // List holds entries that all share one duration. The zero List is not
 // ready; call Init. A List must not be copied after Init.
-type List[T any] struct {
-	root Entry[T] // sentinel: root.next is the head, root.prev the tail
+type List struct {
+	root Entry // sentinel: root.next is the head, root.prev the tail
 	d    int64
 }
 
 // Init empties l and sets its duration.
-func (l *List[T]) Init(d time.Duration) {
+func (l *List) Init(d time.Duration) {
 	l.root.next, l.root.prev = &l.root, &l.root
 	l.d = int64(d)
 }
 
 // Duration is the list's duration.
-func (l *List[T]) Duration() time.Duration { return time.Duration(l.d) }
+func (l *List) Duration() time.Duration { return time.Duration(l.d) }
 
 // Touch sets e's deadline to now plus the list's duration and moves e to
 // the tail of l, taking it out of whichever list held it. now must not be
 // earlier than any now l was touched with before.
-func (l *List[T]) Touch(e *Entry[T], now int64) {
+func (l *List) Touch(e *Entry, now int64) {
 	if e.next != nil {
 		if e.next == &l.root && e.at == now+l.d {
 			return // already last with this deadline
@@ -66,7 +67,7 @@ func (l *List[T]) Touch(e *Entry[T], now int64) {
 }
 
 // Next returns the earliest deadline in l; ok is false when l is empty.
-func (l *List[T]) Next() (at int64, ok bool) {
+func (l *List) Next() (at int64, ok bool) {
 	if l.root.next == &l.root {
 		return 0, false
 	}
@@ -75,7 +76,7 @@ func (l *List[T]) Next() (at int64, ok bool) {
 
 // PopExpired removes and returns the head of l if its deadline is at or
 // before now, and nil otherwise.
-func (l *List[T]) PopExpired(now int64) *Entry[T] {
+func (l *List) PopExpired(now int64) *Entry {
 	head := l.root.next
 	if head == &l.root || head.at > now {
 		return nil

@@ -3,23 +3,22 @@ package deadline
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type item struct {
+	e    Entry // first, so that an *Entry converts back to its *item
 	name string
-	e    Entry[*item]
 }
 
-func newItem(name string) *item {
-	it := &item{name: name}
-	it.e.Value = it
-	return it
-}
+func newItem(name string) *item { return &item{name: name} }
 
-func popAll(l *List[*item], now int64) []string {
+func itemOf(e *Entry) *item { return (*item)(unsafe.Pointer(e)) }
+
+func popAll(l *List, now int64) []string {
 	var out []string
 	for e := l.PopExpired(now); e != nil; e = l.PopExpired(now) {
-		out = append(out, e.Value.name)
+		out = append(out, itemOf(e).name)
 	}
 	return out
 }
@@ -37,7 +36,7 @@ func equal(a, b []string) bool {
 }
 
 func TestEmptyListHasNoDeadline(t *testing.T) {
-	var l List[*item]
+	var l List
 	l.Init(time.Second)
 	if _, ok := l.Next(); ok {
 		t.Fatal("empty list reports a deadline")
@@ -48,7 +47,7 @@ func TestEmptyListHasNoDeadline(t *testing.T) {
 }
 
 func TestTouchOrdersByDeadlineAndHeadGivesNext(t *testing.T) {
-	var l List[*item]
+	var l List
 	l.Init(10)
 	a, b, c := newItem("a"), newItem("b"), newItem("c")
 	l.Touch(&a.e, 0) // due 10
@@ -77,7 +76,7 @@ func TestTouchOrdersByDeadlineAndHeadGivesNext(t *testing.T) {
 }
 
 func TestRemoveAnywhere(t *testing.T) {
-	var l List[*item]
+	var l List
 	l.Init(10)
 	items := []*item{newItem("a"), newItem("b"), newItem("c"), newItem("d")}
 	for i, it := range items {
@@ -98,7 +97,7 @@ func TestRemoveAnywhere(t *testing.T) {
 }
 
 func TestTouchMovesBetweenLists(t *testing.T) {
-	var idle, write List[*item]
+	var idle, write List
 	idle.Init(100)
 	write.Init(10)
 	a, b := newItem("a"), newItem("b")
@@ -114,7 +113,7 @@ func TestTouchMovesBetweenLists(t *testing.T) {
 }
 
 func TestDuration(t *testing.T) {
-	var l List[*item]
+	var l List
 	l.Init(3 * time.Second)
 	if l.Duration() != 3*time.Second {
 		t.Fatalf("Duration = %v", l.Duration())
@@ -127,7 +126,7 @@ func TestDuration(t *testing.T) {
 }
 
 func BenchmarkTouch(b *testing.B) {
-	var l List[*item]
+	var l List
 	l.Init(time.Second)
 	items := make([]*item, 1024)
 	for i := range items {
@@ -145,7 +144,7 @@ func BenchmarkTouch(b *testing.B) {
 }
 
 func BenchmarkPopExpired(b *testing.B) {
-	var l List[*item]
+	var l List
 	l.Init(1)
 	it := newItem("")
 	b.ReportAllocs()
