@@ -12,8 +12,10 @@ var backends = []string{"epoll", "poll"}
 func init() { newEpoll = func() (Poller, error) { return openEpoll() } }
 
 // epoll is level-triggered: a descriptor stays ready until drained, so the
-// loop may read once per event and still never lose data, and a paused
-// descriptor (interest none) costs nothing.
+// loop may read once per event and still never lose data. A descriptor
+// with no interest is not reported while healthy; EPOLLERR and EPOLLHUP are
+// reported whatever the interest, so the loop handles Hangup on paused
+// connections too.
 type epoll struct {
 	epfd   int
 	wakefd int // eventfd

@@ -54,6 +54,9 @@ func pollEvents(in Interest) int16 {
 }
 
 func (p *pollset) Add(fd int, tag uint32, in Interest) error {
+	if fd < 0 {
+		return os.NewSyscallError("poll add", unix.EBADF)
+	}
 	for fd >= len(p.index) {
 		p.index = append(p.index, -1)
 	}
