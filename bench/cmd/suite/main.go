@@ -1,0 +1,532 @@
+// Command suite benchmarks frameloop side by side with Go peer echo servers
+// (net, gnet, nbio; see ../peer) under the same load generator, and writes
+// BENCHMARKS.md with plots. Run it from the bench module:
+//
+//	cd bench && go run ./cmd/suite
+//
+// Every server runs pinned to one core with GOMAXPROCS=1 and one event loop;
+// the generator (`frameloop bench`) runs pinned to another core. The
+// headline figure is cpu_ratio, the server's CPU time per message divided
+// by the generator's. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options are the suite's settings.
+type Options struct {
+	Duration, Warmup time.Duration
+	Runs             int
+	Servers          []string
+	Scenarios        []Scenario
+	Out              string // directory for BENCHMARKS.md and the plots
+	FrameloopRoot    string
+	Loadgen          string // optional: a prebuilt generator instead of frameloop's
+	ServerCPUs       string
+	LoadgenCPUs      string
+	IdleConns        int
+	Hold             time.Duration
+	ReadyTimeout     time.Duration
+	StopGrace        time.Duration
+}
+
+const benchModule = "github.com/frameloop/frameloop/bench"
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// realMain runs the suite; its result is the exit status: 0 all good, 1 a
+// failure or a correctness fault, 2 bad flags, 130 interrupted.
+func realMain(args []string, stdout, stderr io.Writer) (code int) {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "suite: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	defer killAllChildren()
+	defer func() {
+		if ctx.Err() != nil && code != 0 {
+			code = 130
+		}
+	}()
+
+	s := &suite{opts: opts, stdout: stdout, stderr: stderr}
+	if err := s.run(ctx); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "suite: interrupted; servers and generator stopped")
+			return 130
+		}
+		fmt.Fprintf(stderr, "suite: %v\n", err)
+		return 1
+	}
+	if s.failed {
+		fmt.Fprintln(stderr, "suite: FAILED: correctness faults or failed measurements (see above and BENCHMARKS.md)")
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (Options, error) {
+	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o Options
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per server and scenario")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before each measurement")
+	fs.IntVar(&o.Runs, "runs", 3, "runs; each figure is the median over them")
+	servers := fs.String("servers", strings.Join(allServers, ","), "servers to compare: frameloop,net,gnet,nbio")
+	scenarios := fs.String("scenarios", "S1,S2,S3,S4", "scenarios: S1 100×1×64B, S2 100×32×64B, S3 8×8×4000B, S4 idle connections")
+	fs.StringVar(&o.Out, "out", "..", "directory for BENCHMARKS.md and the PNG plots")
+	fs.StringVar(&o.FrameloopRoot, "frameloop-root", "..", "root of the frameloop module (built with go build ./cmd/frameloop)")
+	fs.StringVar(&o.Loadgen, "loadgen", "", "use this binary's `bench` subcommand as the load generator instead of the frameloop binary built from --frameloop-root")
+	fs.StringVar(&o.ServerCPUs, "server-cpus", "0", "taskset CPU list for the server")
+	fs.StringVar(&o.LoadgenCPUs, "loadgen-cpus", "1", "taskset CPU list for the load generator")
+	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "S4: idle connections to open")
+	fs.DurationVar(&o.Hold, "hold", 3*time.Second, "S4: how long to hold the idle connections")
+	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 15*time.Second, "longest wait for a server's 'listening' line")
+	fs.DurationVar(&o.StopGrace, "stop-grace", 5*time.Second, "wait after SIGTERM before SIGKILL")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.Runs < 1 {
+		return o, fmt.Errorf("--runs must be at least 1, got %d", o.Runs)
+	}
+	if o.Duration <= 0 || o.Warmup < 0 || o.Hold <= 0 || o.ReadyTimeout <= 0 || o.StopGrace <= 0 {
+		return o, errors.New("--duration, --hold, --ready-timeout and --stop-grace must be positive, --warmup not negative")
+	}
+	if o.IdleConns < 1 {
+		return o, fmt.Errorf("--idle-conns must be at least 1, got %d", o.IdleConns)
+	}
+	for _, name := range splitList(*servers) {
+		if !slices.Contains(allServers, name) {
+			return o, fmt.Errorf("unknown server %q in --servers (want some of %s)", name, strings.Join(allServers, ","))
+		}
+		if !slices.Contains(o.Servers, name) {
+			o.Servers = append(o.Servers, name)
+		}
+	}
+	for _, id := range splitList(*scenarios) {
+		i := slices.IndexFunc(allScenarios, func(s Scenario) bool { return strings.EqualFold(s.ID, id) })
+		if i < 0 {
+			return o, fmt.Errorf("unknown scenario %q in --scenarios (want some of S1,S2,S3,S4)", id)
+		}
+		if !slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s.ID == allScenarios[i].ID }) {
+			o.Scenarios = append(o.Scenarios, allScenarios[i])
+		}
+	}
+	if len(o.Servers) == 0 || len(o.Scenarios) == 0 {
+		return o, errors.New("--servers and --scenarios must each name at least one")
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// suite is one execution of the benchmark.
+type suite struct {
+	opts           Options
+	stdout, stderr io.Writer
+
+	benchRoot, frameloopRoot, outDir string
+	tmp                              string
+	frameloopBin, peerBin, loadgen   string
+	servers                          []string // available, in table order
+	skipped, notes                   []string
+	failed                           bool
+}
+
+func (s *suite) logf(format string, args ...any) {
+	fmt.Fprintf(s.stderr, "suite: "+format+"\n", args...)
+}
+
+func (s *suite) run(ctx context.Context) error {
+	if err := s.locate(); err != nil {
+		return err
+	}
+	if err := s.preflight(ctx); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "frameloop-bench-")
+	if err != nil {
+		return err
+	}
+	s.tmp = tmp
+	defer os.RemoveAll(tmp)
+
+	if err := s.build(ctx); err != nil {
+		return err
+	}
+	if err := s.checkServers(ctx); err != nil {
+		return err
+	}
+	started := time.Now()
+	samples, err := s.measure(ctx)
+	if err != nil {
+		return err
+	}
+	s.logf("measurements done in %s", time.Since(started).Round(time.Second))
+	return s.writeReport(samples)
+}
+
+// locate resolves the module directories and the output directory.
+func (s *suite) locate() error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	s.benchRoot, err = findModuleRoot(wd, benchModule)
+	if err != nil {
+		return err
+	}
+	if s.frameloopRoot, err = filepath.Abs(s.opts.FrameloopRoot); err != nil {
+		return err
+	}
+	if s.outDir, err = filepath.Abs(s.opts.Out); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(s.outDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--out %s is not a directory", s.opts.Out)
+	}
+	return nil
+}
+
+// findModuleRoot walks up from dir to the go.mod that declares module.
+func findModuleRoot(dir, module string) (string, error) {
+	for d := dir; ; {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) == 2 && f[0] == "module" && f[1] == module {
+					return d, nil
+				}
+			}
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("run the suite inside the bench module (%s): no go.mod for it above %s", module, dir)
+		}
+		d = parent
+	}
+}
+
+// preflight checks the tools and limits the suite depends on.
+func (s *suite) preflight(ctx context.Context) error {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return errors.New("taskset not found: install util-linux (it pins the server and the generator to their cores)")
+	}
+	for _, cpus := range []string{s.opts.ServerCPUs, s.opts.LoadgenCPUs} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := exec.CommandContext(cctx, "taskset", "-c", cpus, "true").CombinedOutput()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cannot pin to CPU %s (this machine has %d): %s", cpus, s.cores(), strings.TrimSpace(string(out)))
+		}
+	}
+	if s.opts.ServerCPUs == s.opts.LoadgenCPUs {
+		s.note(fmt.Sprintf("server and generator share CPU %s: cpu_ratio and throughput are distorted", s.opts.ServerCPUs))
+	}
+	soft, hard, err := raiseNofile()
+	if err != nil {
+		return fmt.Errorf("raising RLIMIT_NOFILE: %v", err)
+	}
+	s.logf("RLIMIT_NOFILE soft %d, hard %d", soft, hard)
+	if slices.ContainsFunc(s.opts.Scenarios, func(sc Scenario) bool { return sc.Idle }) &&
+		hard < uint64(s.opts.IdleConns)+64 {
+		return fmt.Errorf("RLIMIT_NOFILE hard limit %d is too low for %d idle connections (S4): raise it (ulimit -Hn) or lower --idle-conns", hard, s.opts.IdleConns)
+	}
+	return nil
+}
+
+func (s *suite) cores() int {
+	_, n := cpuInfo()
+	return n
+}
+
+func (s *suite) note(msg string) {
+	s.logf("note: %s", msg)
+	s.notes = append(s.notes, msg)
+}
+
+// build compiles the frameloop binary (server and generator) and the peers.
+func (s *suite) build(ctx context.Context) error {
+	needFrameloop := slices.Contains(s.opts.Servers, frameloopName) || s.opts.Loadgen == ""
+	if needFrameloop {
+		s.frameloopBin = filepath.Join(s.tmp, "frameloop")
+		s.logf("building frameloop from %s", s.frameloopRoot)
+		if err := goBuild(ctx, s.frameloopRoot, s.frameloopBin, "./cmd/frameloop"); err != nil {
+			s.frameloopBin = ""
+			if s.opts.Loadgen == "" {
+				return fmt.Errorf("cannot build the load generator (frameloop bench): %v", err)
+			}
+			s.skip(frameloopName, "go build ./cmd/frameloop failed: "+err.Error())
+		}
+	}
+	s.loadgen = s.frameloopBin
+	if s.opts.Loadgen != "" {
+		p, err := filepath.Abs(s.opts.Loadgen)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("--loadgen %s is not an executable file", s.opts.Loadgen)
+		}
+		s.loadgen = p
+		s.note(fmt.Sprintf("load generator: %s (given with --loadgen) instead of the frameloop binary", p))
+	}
+	if slices.ContainsFunc(s.opts.Servers, func(n string) bool { return n != frameloopName }) {
+		s.peerBin = filepath.Join(s.tmp, "peer")
+		s.logf("building peers (net, gnet, nbio) from %s", s.benchRoot)
+		if err := goBuild(ctx, s.benchRoot, s.peerBin, "./cmd/peer"); err != nil {
+			return fmt.Errorf("cannot build the peers: %v", err)
+		}
+	}
+	return nil
+}
+
+func goBuild(ctx context.Context, dir, out, pkg string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	cmd.SysProcAttr = childAttrs()
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("go build %s in %s: %v", pkg, dir, ctx.Err())
+		}
+		msg := strings.TrimSpace(string(b))
+		lines := strings.Split(msg, "\n")
+		if len(lines) > 3 {
+			msg = strings.Join(lines[:3], " | ") + fmt.Sprintf(" | … (%d more lines)", len(lines)-3)
+		} else {
+			msg = strings.Join(lines, " | ")
+		}
+		return fmt.Errorf("go build %s in %s: %s", pkg, dir, msg)
+	}
+	return nil
+}
+
+func (s *suite) skip(server, reason string) {
+	msg := fmt.Sprintf("%s: %s", server, reason)
+	s.logf("SKIPPING %s", msg)
+	s.skipped = append(s.skipped, msg)
+}
+
+// serverArgv is the command line of server on addr.
+func (s *suite) serverArgv(server, addr string) []string {
+	if server == frameloopName {
+		return []string{s.frameloopBin, "serve", "--loops", "1", "--max-conns", "20000",
+			"--idle-timeout", "0", "--addr", addr}
+	}
+	return []string{s.peerBin, "--impl", server, "--loops", "1", "--addr", addr}
+}
+
+// checkServers starts and stops each server once, and leaves out those
+// that cannot be run, with the reason.
+func (s *suite) checkServers(ctx context.Context) error {
+	var ports portPicker
+	for _, name := range s.opts.Servers {
+		if name == frameloopName && s.frameloopBin == "" {
+			continue // already skipped: did not build
+		}
+		addr, err := ports.next()
+		if err != nil {
+			return err
+		}
+		srv, err := startServer(ctx, name, addr, s.opts.ServerCPUs, s.serverArgv(name, addr), s.opts.ReadyTimeout)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			s.skip(name, err.Error())
+			continue
+		}
+		if err := srv.stop(s.opts.StopGrace); err != nil {
+			s.note(err.Error())
+		}
+		s.servers = append(s.servers, name)
+	}
+	if len(s.servers) == 0 {
+		return errors.New("no server could be started")
+	}
+	return nil
+}
+
+// measure runs every scenario for every available server, run after run.
+func (s *suite) measure(ctx context.Context) ([]Sample, error) {
+	var (
+		samples []Sample
+		ports   portPicker
+	)
+	total := s.opts.Runs * len(s.opts.Scenarios) * len(s.servers)
+	done := 0
+	for run := 1; run <= s.opts.Runs; run++ {
+		// Rotate the server order from run to run.
+		order := append(slices.Clone(s.servers[(run-1)%len(s.servers):]), s.servers[:(run-1)%len(s.servers)]...)
+		for _, sc := range s.opts.Scenarios {
+			for _, name := range order {
+				done++
+				sample := Sample{Run: run, Server: name, Scenario: sc.ID}
+				res, err := s.measureOne(ctx, &ports, name, sc)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if errors.Is(err, errUsage) {
+					return nil, err
+				}
+				prefix := fmt.Sprintf("[%d/%d] run %d %s %-9s", done, total, run, sc.ID, name)
+				if err != nil {
+					sample.Err = err.Error()
+					s.logf("%s FAILED: %v", prefix, err)
+				} else {
+					sample.Result = res
+					s.logf("%s %s", prefix, summarize(res))
+					if res.Faults() > 0 {
+						s.logf("%s ⚠️ CORRECTNESS FAULT: %.0f mismatches, %.0f lost, %.0f connection errors %s",
+							prefix, res.Mismatches, res.Lost, res.ConnErrors, res.FirstError)
+					}
+				}
+				samples = append(samples, sample)
+			}
+		}
+	}
+	return samples, nil
+}
+
+func summarize(r Result) string {
+	if r.Idle != nil {
+		return fmt.Sprintf("%.0f B/conn over %.0f idle conns (RSS %.1f → %.1f MiB)",
+			r.Idle.RSSPerConn, r.Idle.Conns, r.Idle.RSSBeforeBytes/(1<<20), r.Idle.RSSAfterBytes/(1<<20))
+	}
+	return fmt.Sprintf("cpu_ratio %.3f  %s msgs/s  %.1f MB/s  p50 %.0fµs p99 %.0fµs  server %.0f ns/msg",
+		r.CPURatio, fmtRate(r.MsgsPerSec), r.MBPerSec, r.Latency.P50, r.Latency.P99, r.ServerCPUNsPerMsg)
+}
+
+// measureOne starts a fresh server, runs the generator against it, and
+// stops it again (checking that it is gone) whatever happened.
+func (s *suite) measureOne(ctx context.Context, ports *portPicker, name string, sc Scenario) (res Result, err error) {
+	addr, err := ports.next()
+	if err != nil {
+		return res, err
+	}
+	srv, err := startServer(ctx, name, addr, s.opts.ServerCPUs, s.serverArgv(name, addr), s.opts.ReadyTimeout)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if stopErr := srv.stop(s.opts.StopGrace); stopErr != nil {
+			s.note(fmt.Sprintf("%s %s: %v", sc.ID, name, stopErr))
+		}
+	}()
+	res, err = runLoadgen(ctx, loadgenSpec{
+		bin:       s.loadgen,
+		cpus:      s.opts.LoadgenCPUs,
+		addr:      addr,
+		serverPID: srv.Pid(),
+		sc:        sc,
+		duration:  s.opts.Duration,
+		warmup:    s.opts.Warmup,
+		idleConns: s.opts.IdleConns,
+		hold:      s.opts.Hold,
+	})
+	if err != nil {
+		select {
+		case <-srv.exited:
+			err = fmt.Errorf("%v; the server had exited (%v): %s", err, srv.waitErr, srv.log.last(2))
+		default:
+		}
+	}
+	return res, err
+}
+
+// writeReport aggregates the samples and writes BENCHMARKS.md and the plots.
+func (s *suite) writeReport(samples []Sample) error {
+	r := &Report{
+		Generated: time.Now(),
+		Command:   commandLine(os.Args[1:]),
+		Machine:   collectMachine(s.benchRoot, s.frameloopRoot),
+		Opts:      s.opts,
+		Scenarios: s.opts.Scenarios,
+		Servers:   s.servers,
+		Skipped:   s.skipped,
+		Samples:   samples,
+		Cells:     aggregate(samples),
+	}
+	r.Targets = evaluateTargets(r.Cells, r.Scenarios, r.Servers)
+	plots, err := writePlots(s.outDir, r)
+	r.Plots = plots
+	if err != nil {
+		r.PlotErr = err.Error()
+		s.logf("plotting failed: %v", err)
+	}
+	r.Notes = s.notes
+	var buf strings.Builder
+	if err := r.WriteMarkdown(&buf); err != nil {
+		return err
+	}
+	path := filepath.Join(s.outDir, "BENCHMARKS.md")
+	if err := os.WriteFile(path, []byte(buf.String()), 0o644); err != nil {
+		return fmt.Errorf("writing report: %v", err)
+	}
+	s.logf("wrote %s", path)
+	for _, p := range plots {
+		s.logf("wrote %s", filepath.Join(s.outDir, p))
+	}
+	for _, t := range r.Targets {
+		s.logf("target %s: %s (%s)", t.Status, t.Name, t.Detail)
+	}
+	if faults := r.faultLines(); len(faults) > 0 {
+		s.failed = true
+		s.logf("⚠️ ⚠️ ⚠️  CORRECTNESS FAULTS / FAILED MEASUREMENTS:")
+		for _, f := range faults {
+			s.logf("  ⚠️ %s", f)
+		}
+	}
+	if len(s.skipped) > 0 {
+		s.logf("servers not measured: %s", strings.Join(s.skipped, "; "))
+	}
+	return nil
+}
+
+// commandLine is the command that reproduces this run.
+func commandLine(args []string) string {
+	parts := []string{"cd bench && go run ./cmd/suite"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'$\\`*?[]{}()<>|&;") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
