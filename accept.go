@@ -175,6 +175,7 @@ func (l *loop) closeListener() {
 	l.p.Remove(l.ln.fd, 0)
 	sock.Close(l.ln.fd)
 	l.ln = listener{fd: -1}
+	l.srv.listening.Done()
 }
 
 // beginShutdown stops accepting and starts draining: what has arrived is
@@ -199,26 +200,42 @@ func (l *loop) beginShutdown() {
 	}
 }
 
+// drainOnShutdown starts closing st for a shutdown. The frames already
+// received are still answered: those the loop has read, and those the
+// kernel holds for it, counted now, however long that takes within the
+// shutdown timeout. What the client sends from now on is not read.
 func (l *loop) drainOnShutdown(st *connState) {
-	gen := st.gen
-	// Take in what has already arrived, within reason: a client that keeps
-	// sending cannot hold the loop here.
-	for range 16 {
-		if st.gen != gen || st.phase != phaseOpen || st.interest&poller.Read == 0 {
-			break
-		}
-		before := l.stats.bytesIn
-		l.readable(st)
-		if l.stats.bytesIn == before {
-			break
-		}
-	}
-	if st.gen != gen || st.phase != phaseOpen {
-		return
-	}
-	if st.queued.Load() == 0 && !st.readPaused && !st.waitWrite {
+	unread := sock.Unread(int(st.fd))
+	if unread == 0 && st.queued.Load() == 0 && !st.readPaused && !st.waitWrite {
 		l.closeNow(st, ReasonShutdown, ErrServerClosed)
 		return
 	}
+	if unread > 0 {
+		if l.unread == nil {
+			l.unread = make(map[*connState]int)
+		}
+		l.unread[st] = unread
+	}
 	l.startClosing(st, ReasonShutdown)
+}
+
+// readLimit is how much may be read from st now: everything, except while
+// closing for a shutdown, when only what had arrived before it.
+func (l *loop) readLimit(st *connState) int {
+	if st.phase != phaseClosing {
+		return math.MaxInt
+	}
+	return l.unread[st]
+}
+
+// countRead charges n bytes read to a closing connection's budget.
+func (l *loop) countRead(st *connState, n int) {
+	if st.phase != phaseClosing {
+		return
+	}
+	if left := l.unread[st] - n; left > 0 {
+		l.unread[st] = left
+	} else {
+		delete(l.unread, st)
+	}
 }

@@ -24,13 +24,14 @@ func (l *loop) readable(st *connState) {
 	}
 	// A frame larger than the shared buffer is read straight into its own
 	// buffer, saving a copy per read.
+	limit := l.readLimit(st)
 	if st.in != nil && len(st.in.B) >= frame.HeaderSize {
 		if total := frame.HeaderSize + int(frame.Length(st.in.B)); total-len(st.in.B) >= len(l.rbuf) {
-			l.readLarge(st, total)
+			l.readLarge(st, total, limit)
 			return
 		}
 	}
-	n, ok := l.read(st, l.rbuf)
+	n, ok := l.read(st, l.rbuf[:min(len(l.rbuf), limit)])
 	if !ok {
 		return
 	}
@@ -48,7 +49,7 @@ func (l *loop) afterInput(st *connState, framesBefore uint64) {
 		return
 	}
 	l.touched(st, framesBefore)
-	if st.queued.Load() > 0 && !st.waitWrite {
+	if (st.queued.Load() > 0 && !st.waitWrite) || st.phase == phaseClosing {
 		l.flush(st, false)
 	}
 }
@@ -68,6 +69,7 @@ func (l *loop) read(st *connState, buf []byte) (n int, ok bool) {
 		return 0, false
 	}
 	l.stats.bytesIn += uint64(n)
+	l.countRead(st, n)
 	return n, true
 }
 
@@ -83,12 +85,16 @@ func (l *loop) touched(st *connState, before uint64) {
 // readLarge reads the rest of a large frame into the connection's buffer,
 // growing it only as bytes arrive, so that announcing a large frame costs
 // nothing until it is actually sent.
-func (l *loop) readLarge(st *connState, total int) {
+func (l *loop) readLarge(st *connState, total, limit int) {
 	have := len(st.in.B)
 	if have == cap(st.in.B) {
 		st.in = growBuf(st.in, min(total, max(2*have, have+len(l.rbuf))))
 	}
-	n, ok := l.read(st, st.in.B[have:min(cap(st.in.B), total)])
+	end := min(cap(st.in.B), total)
+	if limit < end-have {
+		end = have + limit
+	}
+	n, ok := l.read(st, st.in.B[have:end])
 	if !ok {
 		return
 	}
@@ -116,7 +122,7 @@ func (l *loop) consume(st *connState, data []byte) {
 	if !ok {
 		return
 	}
-	if rest := data[used:]; len(rest) > 0 && st.phase <= phaseOpen {
+	if rest := data[used:]; len(rest) > 0 && st.acceptsFrames() {
 		l.stash(st, rest, need)
 	}
 }
@@ -146,7 +152,7 @@ func (l *loop) completePending(st *connState, data []byte) (rest []byte, done bo
 	st.in = nil
 	l.deliver(st, in.B[frame.HeaderSize:total])
 	bufpool.Put(in)
-	if st.phase != phaseOpen {
+	if !st.acceptsFrames() {
 		return nil, false
 	}
 	return data, true
@@ -278,6 +284,7 @@ func (l *loop) decodeStashed(st *connState) {
 // Replies to what it sent are still delivered; then the connection closes.
 func (l *loop) peerEOF(st *connState) {
 	st.eof = true
+	delete(l.unread, st)
 	if st.in != nil && !st.readPaused {
 		bufpool.Put(st.in) // an unfinished frame can never finish now
 		st.in = nil

@@ -108,6 +108,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.timer.Remove()
 	st.timerList = timerNone
 	l.conns[fd] = nil
+	delete(l.unread, st)
 	if st.in != nil {
 		bufpool.Put(st.in)
 		st.in = nil
@@ -148,7 +149,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 // almost always writable, and watching it for nothing would spin.
 func (l *loop) setInterest(st *connState) {
 	var want poller.Interest
-	if st.phase != phaseClosing && !st.readPaused {
+	if !st.readPaused && (st.phase != phaseClosing || l.unread[st] > 0) {
 		want |= poller.Read
 	}
 	if st.waitWrite {

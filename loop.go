@@ -55,9 +55,13 @@ type loop struct {
 
 	idle, write, linger deadline.List
 
-	acceptor  sock.Acceptor
-	ln        listener
-	draining  bool
+	acceptor sock.Acceptor
+	ln       listener
+	draining bool
+	// unread counts, for connections closing in a shutdown, the bytes the
+	// kernel had received but the loop had not read when the shutdown
+	// began: those are still read and answered.
+	unread    map[*connState]int
 	proxyWarn rateLimit
 	sizeWarn  rateLimit
 
@@ -129,10 +133,12 @@ func (l *loop) run() error {
 			return err
 		}
 		l.now = l.clock()
+		// Requests first: once a shutdown is asked for, not one more
+		// connection is accepted, even if the listener is among the events.
+		l.serveRequests()
 		for i := range n {
 			l.dispatch(l.events[i])
 		}
-		l.serveRequests()
 		l.flushDirty()
 		l.expire()
 		if l.draining && l.nconns == 0 {

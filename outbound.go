@@ -81,7 +81,7 @@ func (l *loop) flush(st *connState, writable bool) {
 		}
 	}
 	l.setInterest(st)
-	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 {
+	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 && l.unread[st] == 0 {
 		l.finishClose(st)
 	}
 }

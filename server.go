@@ -29,6 +29,9 @@ type Server struct {
 	served chan struct{} // closed when Serve's loops have all returned
 	// handoff: one loop accepts for all. Set before the loops start.
 	handoff bool
+	// listening counts the loops whose listener is still open, so that
+	// Shutdown can tell when no connection can be accepted any more.
+	listening sync.WaitGroup
 }
 
 type serverState uint8
@@ -200,6 +203,7 @@ func (s *Server) buildLoops() ([]*loop, error) {
 				return fail(fmt.Errorf("watching the listener: %w", err))
 			}
 			l.ln.fd, l.ln.watched = s.lnFds[i], true
+			s.listening.Add(1)
 		}
 	}
 	return loops, nil
@@ -264,9 +268,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range loops {
 		l.post(reqShutdown)
 	}
+	stopped := make(chan struct{})
+	go func() {
+		s.listening.Wait()
+		close(stopped)
+	}()
+	// Every listener closes before its loop can finish draining, so
+	// stopped comes before served.
 	select {
-	case <-s.served:
-		return nil
+	case <-stopped:
+		s.cfg.Logger.Info("shutting down", "accepting", false, "connections", s.adm.open.Load())
+		select {
+		case <-s.served:
+			return nil
+		case <-ctx.Done():
+		}
 	case <-ctx.Done():
 	}
 	for _, l := range loops {

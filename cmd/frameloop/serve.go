@@ -114,7 +114,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("server stopped", "err", err)
 		return 1
 	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String(), "timeout", opts.shutdownTimeout)
+		log.Info("signal received, draining", "signal", sig.String(), "timeout", opts.shutdownTimeout.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if opts.shutdownTimeout > 0 {

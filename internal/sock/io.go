@@ -24,3 +24,12 @@ func SocketError(fd int) error {
 	}
 	return nil
 }
+
+// Unread is the number of bytes received on socket fd and not yet read.
+func Unread(fd int) int {
+	n, err := unix.IoctlGetInt(fd, fionread)
+	if err != nil {
+		return 0
+	}
+	return n
+}
