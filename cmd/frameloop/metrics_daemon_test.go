@@ -1,0 +1,134 @@
+//go:build unix
+
+package main
+
+// --metrics-addr: after known traffic, /metrics reports the exact counts.
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitMetrics polls /metrics until every sample in want has its value.
+func waitMetrics(t *testing.T, d *daemon, want map[string]float64) map[string]float64 {
+	t.Helper()
+	var last map[string]float64
+	eventually(t, 5*time.Second, func() error {
+		m, err := d.scrapeMetrics()
+		if err != nil {
+			return err
+		}
+		last = m
+		var bad []string
+		for name, v := range want {
+			got, ok := m[name]
+			switch {
+			case !ok:
+				bad = append(bad, name+" missing")
+			case got != v:
+				bad = append(bad, fmt.Sprintf("%s = %v, want %v", name, got, v))
+			}
+		}
+		if len(bad) > 0 {
+			sort.Strings(bad)
+			return fmt.Errorf("metrics: %s", strings.Join(bad, "; "))
+		}
+		return nil
+	})
+	return last
+}
+
+func TestDaemonMetrics(t *testing.T) {
+	forEachDaemonConfig(t, func(t *testing.T, args []string) {
+		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+			"--max-conns", "2", "--max-message", "1000")...)
+		if !strings.HasPrefix(d.metricsURL, "http://127.0.0.1:") || !strings.HasSuffix(d.metricsURL, "/metrics") {
+			t.Fatalf("serving-metrics line gives %q, want http://127.0.0.1:PORT/metrics", d.metricsURL)
+		}
+		const (
+			conns       = "frameloop_connections"
+			accepted    = "frameloop_connections_accepted_total"
+			oversize    = `frameloop_connections_closed_total{reason="oversize"}`
+			peerClosed  = `frameloop_connections_closed_total{reason="peer_closed"}`
+			framesIn    = "frameloop_frames_received_total"
+			framesOut   = "frameloop_frames_sent_total"
+			bytesIn     = "frameloop_bytes_received_total"
+			bytesOut    = "frameloop_bytes_sent_total"
+			paused      = "frameloop_accept_paused"
+			readPauses  = "frameloop_read_paused_total"
+			frameBytes  = 4 + 100
+			framesEach  = 10
+			connections = 2
+		)
+		waitMetrics(t, d, map[string]float64{conns: 0, accepted: 0, paused: 0, framesIn: 0, bytesIn: 0})
+
+		// Two connections, ten 100-byte frames each: the cap of 2 is reached.
+		a, b := d.dial(t), d.dial(t)
+		for i := range framesEach {
+			echo(t, a, pattern(100, i))
+			echo(t, b, pattern(100, 100+i))
+		}
+		total := float64(connections * framesEach)
+		waitMetrics(t, d, map[string]float64{
+			conns: 2, accepted: 2, paused: 1,
+			framesIn: total, framesOut: total, bytesIn: total * frameBytes, bytesOut: total * frameBytes,
+			oversize: 0, peerClosed: 0, readPauses: 0,
+		})
+
+		// One closed by an oversized header, one by the peer.
+		a.SetWriteDeadline(time.Now().Add(ioWait))
+		if _, err := a.Write([]byte{0xE9, 0x03, 0, 0}); err != nil { // 1001 bytes
+			t.Fatal(err)
+		}
+		expectClosed(t, a, ioWait)
+		a.Close()
+		b.Close()
+		m := waitMetrics(t, d, map[string]float64{
+			conns: 0, accepted: 2, paused: 0,
+			framesIn: total, framesOut: total, bytesIn: total*frameBytes + 4, bytesOut: total * frameBytes,
+			oversize: 1, peerClosed: 1,
+		})
+		for _, reason := range []string{"peer_closed", "idle_timeout", "write_timeout", "oversize", "reset",
+			"shutdown", "proxy_header", "error", "local"} {
+			if _, ok := m[`frameloop_connections_closed_total{reason="`+reason+`"}`]; !ok {
+				t.Errorf("no closed_total sample for reason %q", reason)
+			}
+		}
+		for _, name := range []string{"go_goroutines", "process_open_fds", "frameloop_write_rejected_total"} {
+			if v, ok := m[name]; !ok || (name != "frameloop_write_rejected_total" && v <= 0) {
+				t.Errorf("%s = %v (present %v), want a positive sample", name, v, ok)
+			}
+		}
+
+		// A client that pipelines far past the high-water mark and reads
+		// nothing makes the daemon pause reading from it.
+		c := d.dialSmallReceiveBuffer(t)
+		select {
+		case err := <-floodUntilBlocked(c, 1000, 15*time.Second):
+			if err != nil {
+				t.Fatalf("flooding: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the flood did not end")
+		}
+		eventually(t, 5*time.Second, func() error {
+			m, err := d.scrapeMetrics()
+			if err != nil {
+				return err
+			}
+			if m[readPauses] < 1 {
+				return fmt.Errorf("%s = %v, want at least 1", readPauses, m[readPauses])
+			}
+			if m[conns] != 1 || m[accepted] != 3 {
+				return fmt.Errorf("connections %v accepted %v, want 1 and 3", m[conns], m[accepted])
+			}
+			return nil
+		})
+		c.Close()
+		waitMetrics(t, d, map[string]float64{conns: 0, paused: 0})
+		d.stop()
+	})
+}
