@@ -36,8 +36,8 @@ func (l *loop) open(fd int, addr sock.Addr) {
 		return
 	}
 	st.interest = poller.Read
-	for fd >= len(l.conns) {
-		l.conns = append(l.conns, nil)
+	if fd >= len(l.conns) {
+		l.growTable(fd)
 	}
 	l.conns[fd] = st
 	l.nconns++
@@ -46,6 +46,21 @@ func (l *loop) open(fd int, addr sock.Addr) {
 	if st.phase == phaseOpen {
 		l.greet(st)
 	}
+}
+
+// growTable makes room for descriptor fd. The first table covers every
+// descriptor the process may open, up to 64Ki: memory the kernel maps only
+// as slots are written, so it costs 8 bytes per connection and leaves no
+// garbage behind. Beyond, it doubles (append's gentler growth for large
+// slices would leave several tables' worth of garbage).
+func (l *loop) growTable(fd int) {
+	size := max(2*len(l.conns), fd+1)
+	if len(l.conns) == 0 {
+		size = max(size, min(sock.DescriptorLimit(), 1<<16))
+	}
+	grown := make([]*connState, size)
+	copy(grown, l.conns)
+	l.conns = grown
 }
 
 // greet reports a connection ready to serve to the handler.

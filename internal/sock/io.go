@@ -33,3 +33,13 @@ func Unread(fd int) int {
 	}
 	return n
 }
+
+// DescriptorLimit is the soft limit on open descriptors (RLIMIT_NOFILE),
+// or 1024 if it cannot be read.
+func DescriptorLimit() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return 1024
+	}
+	return int(rl.Cur)
+}

@@ -120,12 +120,6 @@ func LocalEndpoint(fd int, network string) (Endpoint, error) {
 	return Endpoint{}, fmt.Errorf("getsockname: unexpected address %T", sa)
 }
 
-// SetNoDelay turns Nagle's algorithm off: replies are already batched per
-// loop pass, so delaying them further only adds latency.
-func SetNoDelay(fd int) error {
-	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-}
-
 // IsTemporaryAcceptError reports errors after which accept may simply be
 // called again: the connection was aborted or the call interrupted.
 func IsTemporaryAcceptError(err error) bool {

@@ -51,3 +51,9 @@ func (a *Acceptor) Accept(lfd int) (int, Addr, error) {
 	}
 	return fd, Addr{}, nil
 }
+
+// SetNoDelay turns Nagle's algorithm off: replies are already batched per
+// loop pass, so delaying them further only adds latency.
+func SetNoDelay(fd int) error {
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+}

@@ -47,3 +47,19 @@ func (a *Acceptor) addr() Addr {
 	}
 	return Addr{}
 }
+
+// one is the value of a boolean socket option turned on. Being a package
+// variable, passing its address to setsockopt allocates nothing, unlike
+// unix.SetsockoptInt on every accepted connection.
+var one int32 = 1
+
+// SetNoDelay turns Nagle's algorithm off: replies are already batched per
+// loop pass, so delaying them further only adds latency.
+func SetNoDelay(fd int) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
