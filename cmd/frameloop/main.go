@@ -14,6 +14,7 @@ type subcommand func(args []string, stdout, stderr io.Writer) int
 
 var subcommands = map[string]subcommand{
 	"serve": runServe,
+	"bench": runBench,
 }
 
 const usage = "usage: frameloop serve [flags] | frameloop bench [flags]  (add --help for the flags)"
