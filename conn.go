@@ -48,7 +48,7 @@ func (c *Conn) Write(payload []byte) error {
 	st := c.st
 	l := st.l
 	size := int64(frame.HeaderSize + len(payload))
-	if size > int64(l.cfg.MaxQueued) {
+	if size > int64(l.cfg.MaxQueued) || len(payload) > frame.MaxPayload {
 		return ErrTooLarge
 	}
 	l.outMu.Lock()

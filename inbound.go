@@ -25,6 +25,9 @@ func (l *loop) readable(st *connState) {
 	// A frame larger than the shared buffer is read straight into its own
 	// buffer, saving a copy per read.
 	limit := l.readLimit(st)
+	if limit <= 0 {
+		return // closing, and what had arrived is read
+	}
 	if st.in != nil && len(st.in.B) >= frame.HeaderSize {
 		if total := frame.HeaderSize + int(frame.Length(st.in.B)); total-len(st.in.B) >= len(l.rbuf) {
 			l.readLarge(st, total, limit)
