@@ -206,7 +206,11 @@ func (l *loop) beginShutdown() {
 // shutdown timeout. What the client sends from now on is not read.
 func (l *loop) drainOnShutdown(st *connState) {
 	unread := sock.Unread(int(st.fd))
-	if unread == 0 && st.queued.Load() == 0 && !st.readPaused && !st.waitWrite {
+	// Idle — nothing to read, nothing queued, nothing the kernel still has
+	// to send — closes at once. Otherwise a close could reset the peer and
+	// destroy replies it has not read, so it goes the graceful way.
+	if unread == 0 && st.queued.Load() == 0 && !st.readPaused && !st.waitWrite &&
+		st.in == nil && sock.Unsent(int(st.fd)) == 0 {
 		l.closeNow(st, ReasonShutdown, ErrServerClosed)
 		return
 	}

@@ -292,8 +292,13 @@ func (l *loop) peerEOF(st *connState) {
 		bufpool.Put(st.in) // an unfinished frame can never finish now
 		st.in = nil
 	}
-	if st.phase == phaseLinger {
+	switch st.phase {
+	case phaseLinger:
 		l.closeNow(st, st.reason, st.reason.err())
+		return
+	case phaseProxy:
+		// Gone before its header was complete: the handler never saw it.
+		l.closeNow(st, ReasonProxyHeader, ErrBadProxyHeader)
 		return
 	}
 	l.startClosing(st, ReasonPeerClosed)
@@ -316,5 +321,14 @@ func (l *loop) oversize(st *connState, size uint32) {
 
 // discard reads and drops input from a lingering connection.
 func (l *loop) discard(st *connState) {
-	l.read(st, l.rbuf)
+	n, err := sock.Read(int(st.fd), l.rbuf)
+	switch {
+	case err == unix.EAGAIN:
+	case err != nil || n == 0:
+		// The close was decided before: its reason stands, whether the
+		// peer ends with a FIN or a reset.
+		l.closeNow(st, st.reason, st.reason.err())
+	default:
+		l.stats.bytesIn += uint64(n)
+	}
 }

@@ -152,10 +152,8 @@ func (l *loop) run() error {
 // queues that outMu guards, so a writer either sees the loop busy (and it
 // will find the writer's entry) or sees it sleeping and wakes it.
 func (l *loop) prepareWait() int {
-	l.stats.connections = l.nconns
-	l.stats.acceptPaused = l.ln.atCap || l.ln.retryAt != 0
 	l.outMu.Lock()
-	l.shared.loop = l.stats
+	l.publishLocked()
 	busy := len(l.dirty) > 0 || len(l.handoffs) > 0
 	if !busy {
 		l.sleeping.Store(true)
@@ -165,6 +163,14 @@ func (l *loop) prepareWait() int {
 		return 0
 	}
 	return l.timeoutMs()
+}
+
+// publishLocked makes the loop's counters visible to Stats; outMu must be
+// held.
+func (l *loop) publishLocked() {
+	l.stats.connections = l.nconns
+	l.stats.acceptPaused = l.ln.atCap || l.ln.retryAt != 0
+	l.shared.loop = l.stats
 }
 
 // timeoutMs is the time to the earliest deadline, rounded up to whole
@@ -329,7 +335,15 @@ func (l *loop) expire() {
 	for e := l.write.PopExpired(l.now); e != nil; e = l.write.PopExpired(l.now) {
 		st := stateOf(e)
 		st.timerList = timerNone
-		l.closeNow(st, ReasonWriteTimeout, ErrWriteTimeout)
+		// A socket reports writable only once about a third of its send
+		// buffer has drained, so a slow reader can make progress that the
+		// loop never hears of. Before calling it stuck, offer the socket
+		// more: if the kernel takes anything, the peer is reading.
+		gen, before := st.gen, l.stats.bytesOut
+		l.flush(st, true)
+		if st.gen == gen && l.stats.bytesOut == before {
+			l.closeNow(st, ReasonWriteTimeout, ErrWriteTimeout)
+		}
 	}
 	for e := l.linger.PopExpired(l.now); e != nil; e = l.linger.PopExpired(l.now) {
 		st := stateOf(e)
@@ -358,5 +372,8 @@ func (l *loop) teardown() {
 		sock.Close(h.fd)
 		l.srv.adm.release()
 	}
+	l.outMu.Lock()
+	l.publishLocked()
+	l.outMu.Unlock()
 	l.p.Close()
 }

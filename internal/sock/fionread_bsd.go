@@ -2,6 +2,11 @@
 
 package sock
 
-// fionread is FIONREAD, _IOR('f', 127, int) on every BSD; x/sys does not
-// export it there.
-const fionread = 0x4004667f
+const (
+	// fionread is FIONREAD, _IOR('f', 127, int) on every BSD; x/sys does
+	// not export it there.
+	fionread = 0x4004667f
+	// siocoutq: not every BSD can tell unacknowledged bytes the same way;
+	// 0 makes Unsent report "unknown", and callers take the careful path.
+	siocoutq = 0
+)

@@ -43,3 +43,16 @@ func DescriptorLimit() int {
 	}
 	return int(rl.Cur)
 }
+
+// Unsent is the number of bytes written to socket fd that the peer has not
+// acknowledged yet, or -1 where the platform cannot tell.
+func Unsent(fd int) int {
+	if siocoutq == 0 {
+		return -1
+	}
+	n, err := unix.IoctlGetInt(fd, siocoutq)
+	if err != nil {
+		return -1
+	}
+	return n
+}
