@@ -1,0 +1,127 @@
+package frameloop_test
+
+// SPEC §3.3: no input, however malformed, crashes the server or affects
+// other connections.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/frameloop/frameloop"
+)
+
+// garbageOutcome is what a garbage connection may come to.
+type garbageOutcome uint8
+
+const (
+	closedByServer garbageOutcome = iota // its input is rejected
+	echoedExactly                        // its input happens to be valid frames
+	eitherOutcome                        // closed, or still open and harmless
+)
+
+func TestGarbageInputLeavesOthersServed(t *testing.T) {
+	perKind := 8
+	if testing.Short() {
+		perKind = 3
+	}
+	httpReq := []byte("GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n")
+	tlsHello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+	kinds := []struct {
+		name   string
+		input  func(rng *rand.Rand) []byte
+		expect garbageOutcome
+	}{
+		{name: "random bytes", input: func(rng *rand.Rand) []byte { return pattern(64<<10, rng.Uint64()) }, expect: eitherOutcome},
+		{name: "0xff bytes", input: func(*rand.Rand) []byte { return bytes.Repeat([]byte{0xff}, 64<<10) }, expect: closedByServer},
+		{name: "zero bytes (empty frames)", input: func(*rand.Rand) []byte { return make([]byte, 64<<10) }, expect: echoedExactly},
+		{name: "HTTP request", input: func(*rand.Rand) []byte { return bytes.Repeat(httpReq, 100) }, expect: closedByServer},
+		{name: "TLS ClientHello", input: func(rng *rand.Rand) []byte { return append(tlsHello, pattern(500, rng.Uint64())...) }, expect: closedByServer},
+		{name: "PROXY header", input: func(*rand.Rand) []byte { return []byte("PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n") }, expect: closedByServer},
+	}
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		ts := startServer(t, nil, cfg)
+		seed := uint64(time.Now().UnixNano())
+		t.Logf("seed %d", seed)
+
+		// A bystander echoes all along, checking every reply.
+		bystander := dial(t, ts.addr)
+		ctx, stop := context.WithCancel(t.Context())
+		var rounds atomic.Int64
+		bystanderErr := make(chan error, 1)
+		go func() {
+			for i := uint64(0); ctx.Err() == nil; i++ {
+				if err := roundTripErr(bystander, pattern(int(i%2000), i)); err != nil {
+					bystanderErr <- err
+					return
+				}
+				rounds.Add(1)
+			}
+			bystanderErr <- nil
+		}()
+
+		type result struct {
+			name string
+			conn net.Conn
+		}
+		var conns []result
+		for _, k := range kinds {
+			for i := range perKind {
+				conns = append(conns, result{name: fmt.Sprintf("%s #%d", k.name, i), conn: dial(t, ts.addr)})
+			}
+		}
+		err := runGoroutines(len(conns), func(i int) error {
+			k := kinds[i/perKind]
+			c := conns[i].conn
+			rng := rand.New(rand.NewPCG(seed, uint64(i)))
+			input := k.input(rng)
+			// Write in random cuts while reading whatever comes back.
+			werr := make(chan error, 1)
+			go func() {
+				werr <- writeChunks(c, input, func(int) int { return 1 + rng.IntN(8<<10) }, 0)
+			}()
+			got, rerr := readUntilClosed(c, 2*time.Second)
+			<-werr // a write error is expected once the server has closed
+			switch k.expect {
+			case closedByServer:
+				if !isClosedErr(rerr) {
+					return fmt.Errorf("%s: want the server to close it, got %v", conns[i].name, rerr)
+				}
+			case echoedExactly:
+				if !isTimeout(rerr) || !bytes.Equal(got, input) {
+					return fmt.Errorf("%s: want its %d bytes echoed and the connection kept, got %d bytes, %v",
+						conns[i].name, len(input), len(got), rerr)
+				}
+			case eitherOutcome:
+				if !isClosedErr(rerr) && !isTimeout(rerr) {
+					return fmt.Errorf("%s: %v", conns[i].name, rerr)
+				}
+			}
+			return nil
+		})
+		stop()
+		if berr := <-bystanderErr; berr != nil {
+			t.Errorf("the bystander failed: %v", berr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rounds.Load() == 0 {
+			t.Error("the bystander completed no round trip while the garbage was sent")
+		}
+		for _, r := range conns {
+			r.conn.Close()
+		}
+		// Every garbage connection goes; the bystander stays, served.
+		ts.waitStats(t, ioTimeout, "back to the bystander alone", func(st frameloop.Stats) bool {
+			return st.Connections == 1
+		})
+		roundTrip(t, bystander, []byte("after the garbage"))
+		roundTrip(t, dial(t, ts.addr), []byte("a new connection"))
+	})
+}

@@ -1,0 +1,168 @@
+package frameloop_test
+
+// SPEC §3.3: a header announcing more than MaxMessage closes the
+// connection at once, without buffering the announced size, after the
+// replies to the frames before it.
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/frameloop/frameloop"
+)
+
+func TestOversizeRepliesFirstThenClose(t *testing.T) {
+	const maxMessage = 1000
+	before := [][]byte{pattern(10, 1), {}, pattern(maxMessage, 2)}
+	var prefix []byte
+	for _, p := range before {
+		prefix = append(prefix, frameOf(p)...)
+	}
+	tests := []struct {
+		name   string
+		writes [][]byte // written one at a time, with a pause between
+		more   [][]byte // replies expected after those to the frames before
+	}{
+		{name: "in the same write", writes: [][]byte{append(bytes.Clone(prefix), header(maxMessage+1)...)}},
+		{name: "in a later write", writes: [][]byte{prefix, header(maxMessage + 1)}},
+		{name: "header split across writes", writes: [][]byte{append(bytes.Clone(prefix), header(maxMessage + 1)[:2]...), header(maxMessage + 1)[2:]}},
+		{name: "announcing 0xFFFFFFFF", writes: [][]byte{prefix, header(0xFFFFFFFF)}},
+		{name: "announcing 0x80000000", writes: [][]byte{prefix, header(0x80000000)}},
+		{name: "followed by its payload", writes: [][]byte{prefix, append(header(maxMessage+1), pattern(maxMessage+1, 3)...)}},
+		{
+			name:   "after a frame split in its header",
+			writes: [][]byte{append(bytes.Clone(prefix), header(5)[:3]...), append(header(5)[3:], "12345"...), header(maxMessage + 1)},
+			more:   [][]byte{[]byte("12345")},
+		},
+	}
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.MaxMessage = maxMessage
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				rec := newRecorder(t)
+				ts := startServer(t, rec, cfg)
+				c := dial(t, ts.addr)
+				for i, w := range tc.writes {
+					if i > 0 {
+						time.Sleep(20 * time.Millisecond)
+					}
+					if err := writeAll(c, w, ioTimeout); err != nil {
+						t.Fatalf("write %d: %v", i, err)
+					}
+				}
+				for i, p := range append(append([][]byte(nil), before...), tc.more...) {
+					if err := expectFrame(c, p, ioTimeout); err != nil {
+						t.Fatalf("reply %d: %v", i, err)
+					}
+				}
+				expectClosed(t, c, ioTimeout)
+				c.Close()
+				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
+					t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
+				}
+				st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+				if st.ClosedBy(frameloop.ReasonOversize) != 1 || totalClosed(st) != 1 {
+					t.Errorf("want one close, for oversize: %s", fmtStats(&st))
+				}
+				// The server survives and serves others.
+				roundTrip(t, dial(t, ts.addr), []byte("next"))
+			})
+		}
+	})
+}
+
+// The reason a connection closes is the server's: a peer that resets
+// while the server is closing it for an oversized frame does not turn the
+// close into a reset.
+func TestOversizeCloseReasonSurvivesPeerReset(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.MaxMessage = 1000
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		if err := writeAll(c, append(frameOf([]byte("a")), header(1001)...), ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		if err := expectFrame(c, []byte("a"), ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		// The server has finished with the connection: end of stream.
+		expectClosed(t, c, ioTimeout)
+		if err := resetClose(c); err != nil {
+			t.Fatal(err)
+		}
+		ev := rec.closeFor(t, c, ioTimeout)
+		if !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
+			t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
+		}
+		st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+		if st.ClosedBy(frameloop.ReasonOversize) != 1 {
+			t.Errorf("want the close counted as oversize: %s", fmtStats(&st))
+		}
+	})
+}
+
+// Announcing a size, legal or not, costs the server nothing until the
+// bytes arrive: memory does not grow by the announced size.
+func TestOversizeAnnouncedSizeIsNotBuffered(t *testing.T) {
+	const maxMessage = 1 << 30 // the largest Config allows
+	tests := []struct {
+		name       string
+		announce   uint32
+		send       int // payload bytes sent after the header
+		wantClosed bool
+	}{
+		{name: "1 GiB announced, 256 KiB sent", announce: maxMessage, send: 256 << 10, wantClosed: false},
+		{name: "1 GiB - 1 announced, 1 byte sent", announce: maxMessage - 1, send: 1, wantClosed: false},
+		{name: "1 GiB + 1 announced", announce: maxMessage + 1, send: 1000, wantClosed: true},
+		{name: "0xFFFFFFFF announced", announce: 0xFFFFFFFF, send: 1000, wantClosed: true},
+	}
+	forEachServerConfigSerially(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.MaxMessage = maxMessage
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		bystander := dial(t, ts.addr)
+		roundTrip(t, bystander, []byte("before"))
+
+		runtime.GC()
+		var m0 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		base := ts.stats().BytesIn
+		var sent uint64
+		for _, tc := range tests {
+			c := dial(t, ts.addr)
+			msg := append(header(tc.announce), pattern(tc.send, 1)...)
+			if err := writeAll(c, msg, ioTimeout); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			sent += uint64(len(msg))
+			if tc.wantClosed {
+				expectClosed(t, c, ioTimeout)
+				c.Close()
+				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
+					t.Errorf("%s: OnClose got %v, want ErrFrameTooLarge", tc.name, ev.err)
+				}
+			} else {
+				expectNothing(t, c, 50*time.Millisecond)
+			}
+		}
+		// Everything sent has been read by the server (the closed ones may
+		// have been read only in part before the close).
+		ts.waitStats(t, ioTimeout, "input read", func(st frameloop.Stats) bool {
+			return st.BytesIn-base >= (256<<10)+4+5
+		})
+		var m1 runtime.MemStats
+		runtime.ReadMemStats(&m1)
+		if grew := m1.TotalAlloc - m0.TotalAlloc; grew > 256<<20 {
+			t.Errorf("the process allocated %d MiB while %d bytes were sent: announced sizes were buffered", grew>>20, sent)
+		}
+		roundTrip(t, bystander, []byte("after"))
+		st := ts.stats()
+		if st.ClosedBy(frameloop.ReasonOversize) != 2 {
+			t.Errorf("want two oversize closes: %s", fmtStats(&st))
+		}
+	})
+}

@@ -1,0 +1,132 @@
+package frameloop_test
+
+// SPEC §3.5: a client reset (RST) at any moment affects no other
+// connection.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/frameloop/frameloop"
+)
+
+func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
+	resetters, rounds := 12, 6
+	if testing.Short() {
+		resetters, rounds = 6, 3
+	}
+	moments := []struct {
+		name string
+		// act sends something and returns when the reset should come.
+		act func(c net.Conn, rng *rand.Rand) error
+	}{
+		{
+			name: "mid-header",
+			act: func(c net.Conn, rng *rand.Rand) error {
+				return writeAll(c, header(100)[:1+rng.IntN(3)], ioTimeout)
+			},
+		},
+		{
+			name: "mid-payload",
+			act: func(c net.Conn, rng *rand.Rand) error {
+				f := frameOf(pattern(200<<10, rng.Uint64()))
+				return writeAll(c, f[:4+rng.IntN(len(f)-5)], ioTimeout)
+			},
+		},
+		{
+			name: "mid-reply",
+			act: func(c net.Conn, rng *rand.Rand) error {
+				// Replies in flight: pipelined frames, partly read.
+				var stream []byte
+				for i := range 4 {
+					stream = append(stream, frameOf(pattern(64<<10, uint64(i)))...)
+				}
+				if err := writeAll(c, stream, ioTimeout); err != nil {
+					return err
+				}
+				_, err := readFrame(c, ioTimeout)
+				return err
+			},
+		},
+		{
+			name: "after replies were queued, unread",
+			act: func(c net.Conn, rng *rand.Rand) error {
+				return writeAll(c, frameOf(pattern(1+rng.IntN(64<<10), rng.Uint64())), ioTimeout)
+			},
+		},
+	}
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		seed := uint64(time.Now().UnixNano())
+		t.Logf("seed %d", seed)
+
+		bystander := dial(t, ts.addr)
+		ctx, stop := context.WithCancel(t.Context())
+		var echoes atomic.Int64
+		bystanderErr := make(chan error, 1)
+		go func() {
+			for i := uint64(0); ctx.Err() == nil; i++ {
+				if err := roundTripErr(bystander, pattern(int(i%3000), i)); err != nil {
+					bystanderErr <- err
+					return
+				}
+				echoes.Add(1)
+			}
+			bystanderErr <- nil
+		}()
+
+		err := runGoroutines(resetters, func(i int) error {
+			rng := rand.New(rand.NewPCG(seed, uint64(i)))
+			for range rounds {
+				m := moments[rng.IntN(len(moments))]
+				c, err := dialErr(ts.addr)
+				if err != nil {
+					return err
+				}
+				if err := m.act(c, rng); err != nil {
+					c.Close()
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+				time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+				if err := resetClose(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		stop()
+		if berr := <-bystanderErr; berr != nil {
+			t.Errorf("the bystander failed: %v", berr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if echoes.Load() == 0 {
+			t.Error("the bystander completed no round trip during the resets")
+		}
+		resets := uint64(resetters * rounds)
+		st := ts.waitStats(t, ioTimeout, "every reset connection closed", func(st frameloop.Stats) bool {
+			return st.Connections == 1 && totalClosed(st) == resets
+		})
+		if st.Accepted != resets+1 {
+			t.Errorf("accepted %d, want %d", st.Accepted, resets+1)
+		}
+		if st.ClosedBy(frameloop.ReasonReset) != resets {
+			t.Errorf("want all %d closes counted as resets: %s", resets, fmtStats(&st))
+		}
+		for _, ev := range rec.closeEvents() {
+			if !errors.Is(ev.err, syscall.ECONNRESET) && !errors.Is(ev.err, syscall.EPIPE) {
+				t.Errorf("OnClose for a reset connection got %v, want ECONNRESET or EPIPE", ev.err)
+			}
+		}
+		roundTrip(t, bystander, []byte("after the resets"))
+	})
+}

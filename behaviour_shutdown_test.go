@@ -1,0 +1,387 @@
+package frameloop_test
+
+// SPEC §3.6: Shutdown stops accepting, finishes the frames already
+// received, delivers their replies, closes each connection once it has
+// nothing left to send; after its context ends it closes the rest.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/frameloop/frameloop"
+)
+
+// shutdownAsync starts ts's Shutdown with a context of the given timeout
+// and returns where its result and duration arrive.
+func shutdownAsync(ts *testServer, timeout time.Duration) <-chan shutdownResult {
+	done := make(chan shutdownResult, 1)
+	go func() {
+		start := time.Now() // before the context's clock starts
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err := ts.srv.Shutdown(ctx)
+		done <- shutdownResult{err: err, took: time.Since(start)}
+	}()
+	return done
+}
+
+type shutdownResult struct {
+	err  error
+	took time.Duration
+}
+
+func awaitShutdown(t *testing.T, done <-chan shutdownResult, within time.Duration) shutdownResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(within):
+		t.Fatalf("Shutdown did not return within %v", within)
+	}
+	return shutdownResult{}
+}
+
+func TestShutdownDeliversQueuedReplies(t *testing.T) {
+	const frames, size = 192, 64 << 10
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		// A high-water mark above what is sent: the server reads every frame
+		// and holds the replies the client has not read yet.
+		cfg.HighWater = 16 << 20
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		var stream []byte
+		for i := range frames {
+			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+		}
+		if err := writeAll(c, stream, ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		ts.waitStats(t, ioTimeout, "every frame read", func(st frameloop.Stats) bool {
+			return st.FramesIn == frames
+		})
+		if q := rec.openFor(t, c, ioTimeout).Queued(); q < 1<<20 {
+			t.Fatalf("only %d bytes of replies queued before the shutdown: too few to test", q)
+		}
+
+		done := shutdownAsync(ts, 3*ioTimeout)
+		// Read slowly: the shutdown waits for the client.
+		got, err := readSlowly(c, len(stream), 64<<10, time.Millisecond)
+		if !bytes.Equal(got, stream) {
+			t.Fatalf("got %d bytes of replies (%v), want the %d sent, byte for byte", len(got), err, len(stream))
+		}
+		expectClosed(t, c, ioTimeout)
+		c.Close()
+		r := awaitShutdown(t, done, 3*ioTimeout)
+		if r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+		if err := ts.wait(serveWait); !errors.Is(err, frameloop.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrServerClosed) {
+			t.Errorf("OnClose got %v, want ErrServerClosed", ev.err)
+		}
+	})
+}
+
+// With the default watermarks and a client still sending, the shutdown
+// cuts the stream somewhere; every frame the server took in is answered
+// before the end of stream.
+func TestShutdownAnswersEveryFrameItRead(t *testing.T) {
+	const frames, size = 128, 64 << 10
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		var delivered atomic.Uint64
+		rec.onFrame = func(c *frameloop.Conn, payload []byte) {
+			delivered.Add(1)
+			c.Write(payload)
+		}
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		var stream []byte
+		for i := range frames {
+			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- writeAll(c, stream, ioTimeout) }()
+		// Shut down once a quarter of the replies is in.
+		got, err := readSlowly(c, len(stream)/4, 64<<10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := shutdownAsync(ts, 3*ioTimeout)
+		rest, err := readUntilClosed(c, 3*ioTimeout)
+		if !isClosedErr(err) {
+			t.Fatalf("after %d bytes of replies: %v, want the end of stream", len(got)+len(rest), err)
+		}
+		got = append(got, rest...)
+		c.Close()
+		<-sent // ends with an error or not, depending on where the cut fell
+		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+		if !bytes.Equal(got, stream[:len(got)]) {
+			t.Fatalf("the %d bytes of replies differ from the frames sent", len(got))
+		}
+		if n := delivered.Load(); uint64(len(got)) != n*(4+size) {
+			t.Errorf("the handler got %d frames; the client got %d bytes of replies (%.2f frames) before the end (%v)",
+				n, len(got), float64(len(got))/(4+size), err)
+		}
+	})
+}
+
+func TestShutdownTimesOutOnANonReader(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		stallNonReader(t, c, rec.openFor(t, c, ioTimeout))
+		r := awaitShutdown(t, shutdownAsync(ts, timeout), timeout+ioTimeout)
+		if !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown returned %v, want context.DeadlineExceeded", r.err)
+		}
+		within(t, "Shutdown returned", r.took, timeout, timeout+late)
+		if err := ts.wait(late); !errors.Is(err, frameloop.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrServerClosed) {
+			t.Errorf("OnClose got %v, want ErrServerClosed", ev.err)
+		}
+	})
+}
+
+func TestShutdownServesNoNewConnection(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		// A non-reader keeps the shutdown going.
+		holder := dial(t, ts.addr)
+		stallNonReader(t, holder, rec.openFor(t, holder, ioTimeout))
+		done := shutdownAsync(ts, 3*ioTimeout)
+		time.Sleep(200 * time.Millisecond)
+		select {
+		case r := <-done:
+			t.Fatalf("Shutdown returned %v with a connection still draining", r.err)
+		default:
+		}
+		// A connection attempted now is refused, or gets no service.
+		expectNoService(t, ts.addr)
+
+		holder.Close()
+		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+		// And after it.
+		expectNoService(t, ts.addr)
+	})
+}
+
+// expectNoService checks that a connection to addr is refused, or closed
+// without an answer to its frame.
+func expectNoService(t *testing.T, addr string) {
+	t.Helper()
+	c, err := dialErr(addr)
+	if err != nil {
+		return // refused
+	}
+	defer c.Close()
+	if err := writeFrame(c, []byte("hello?")); err != nil {
+		return // reset already
+	}
+	if err := expectClosedErr(c, 2*time.Second); err != nil {
+		t.Errorf("a connection made after Shutdown began: %v", err)
+	}
+}
+
+func TestShutdownNotHeldUpByIdleConnections(t *testing.T) {
+	const idle = 50
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		var conns []net.Conn
+		for range idle {
+			c := dial(t, ts.addr)
+			roundTrip(t, c, []byte("served"))
+			conns = append(conns, c)
+		}
+		r := awaitShutdown(t, shutdownAsync(ts, 3*ioTimeout), 3*ioTimeout)
+		if r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+		if r.took > late {
+			t.Errorf("Shutdown took %v with only idle connections", r.took)
+		}
+		for _, c := range conns {
+			expectClosed(t, c, ioTimeout)
+		}
+		if n := len(rec.closeEvents()); n != idle {
+			t.Errorf("%d OnClose calls, want %d", n, idle)
+		}
+		for _, ev := range rec.closeEvents() {
+			if !errors.Is(ev.err, frameloop.ErrServerClosed) {
+				t.Errorf("OnClose got %v, want ErrServerClosed", ev.err)
+				break
+			}
+		}
+	})
+}
+
+// readSlowly reads n bytes in reads of at most chunk bytes, pausing after
+// each.
+func readSlowly(c net.Conn, n, chunk int, pause time.Duration) ([]byte, error) {
+	if err := c.SetReadDeadline(time.Now().Add(3 * ioTimeout)); err != nil {
+		return nil, err
+	}
+	got := make([]byte, 0, n)
+	buf := make([]byte, chunk)
+	for len(got) < n {
+		m, err := c.Read(buf[:min(chunk, n-len(got))])
+		got = append(got, buf[:m]...)
+		if err != nil {
+			if err == io.EOF && len(got) == n {
+				break
+			}
+			return got, err
+		}
+		time.Sleep(pause)
+	}
+	return got, nil
+}
+
+// A connection whose input is still arriving when the shutdown comes is
+// closed gracefully: the replies the server has already handed to the
+// kernel are not destroyed by a reset. The handler holds the loop for a
+// moment (a test device, not a pattern) so that input piles up unread.
+func TestShutdownDoesNotResetAConnectionWithUnreadInput(t *testing.T) {
+	const size = 64 << 10
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		blocked, release := make(chan struct{}), make(chan struct{})
+		var delivered atomic.Uint64
+		rec := newRecorder(t)
+		rec.onFrame = func(c *frameloop.Conn, payload []byte) {
+			if string(payload) == "block" {
+				close(blocked)
+				select {
+				case <-release:
+				case <-time.After(ioTimeout):
+				}
+				return
+			}
+			// A short acknowledgement: the replies always fit in the
+			// kernel's buffers, so nothing stays queued in the server.
+			delivered.Add(1)
+			c.Write(payload[:8])
+		}
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		if err := writeFrame(c, []byte("block")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-blocked:
+		case <-time.After(ioTimeout):
+			t.Fatal("the handler never saw the blocking frame")
+		}
+		// Megabytes of frames arrive while the loop is held.
+		var stream []byte
+		for i := range 64 {
+			p := pattern(size, uint64(i))
+			binary.LittleEndian.PutUint64(p, uint64(i))
+			stream = append(stream, frameOf(p)...)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- writeAll(c, stream, ioTimeout) }()
+		time.Sleep(100 * time.Millisecond)
+		done := shutdownAsync(ts, 3*ioTimeout)
+		time.Sleep(50 * time.Millisecond) // the request is posted
+		close(release)
+
+		// Every frame the handler saw is acknowledged, in order, and then
+		// the stream ends cleanly.
+		var acks uint64
+		var err error
+		for {
+			var p []byte
+			if p, err = readFrame(c, ioTimeout); err != nil {
+				break
+			}
+			if len(p) != 8 || binary.LittleEndian.Uint64(p) != acks {
+				t.Fatalf("acknowledgement %d is %x", acks, p)
+			}
+			acks++
+		}
+		c.Close()
+		<-sent
+		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+		if n := delivered.Load(); acks != n || !errors.Is(err, io.EOF) {
+			t.Errorf("the handler got %d frames; the client read %d acknowledgements, then %v (want all, then EOF)", n, acks, err)
+		}
+	})
+}
+
+// A shutdown that finds a connection with its replies handed to the
+// kernel but not yet read by the client, and nothing else to do, must
+// still deliver them if the client sends more in the meantime: closing the
+// socket outright would answer the client's next bytes with a reset, and
+// the reset destroys the replies still in flight.
+func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
+	const size = 64 << 10
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		server := rec.openFor(t, c, ioTimeout)
+		// Warm up: replies read as fast as they come, so that the kernel
+		// grows the server's send buffer.
+		var warm [][]byte
+		for i := range 64 {
+			warm = append(warm, pattern(size, uint64(i)))
+		}
+		if err := pipelineEcho(c, warm, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		// Then frames whose replies the client leaves unread: the server
+		// answers them all and hands the replies to the kernel.
+		var stream []byte
+		for i := range 16 {
+			stream = append(stream, frameOf(pattern(size, uint64(100+i)))...)
+		}
+		if err := writeAll(c, stream, ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		ts.waitStats(t, ioTimeout, "every frame answered", func(st frameloop.Stats) bool {
+			return st.FramesOut == 64+16
+		})
+		eventually(t, ioTimeout, func() bool { return server.Queued() == 0 }, "replies handed to the kernel")
+
+		done := shutdownAsync(ts, 3*ioTimeout)
+		time.Sleep(100 * time.Millisecond) // the loops act on the request
+		// The client, not knowing, sends one more frame (the write may fail
+		// if the server has already reset the connection).
+		_ = writeAll(c, frameOf([]byte("one more")), ioTimeout)
+		time.Sleep(50 * time.Millisecond)
+
+		got, err := readUntilClosed(c, ioTimeout)
+		if !bytes.Equal(got, stream[:min(len(got), len(stream))]) {
+			t.Fatalf("the replies differ from the frames sent")
+		}
+		if len(got) < len(stream) || !errors.Is(err, io.EOF) {
+			t.Errorf("got %d of the %d bytes of replies, then %v; want them all, then EOF", len(got), len(stream), err)
+		}
+		c.Close()
+		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+	})
+}

@@ -1,0 +1,104 @@
+package frameloop_test
+
+// Server.Stats after known traffic: exact where the traffic is exact.
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/frameloop/frameloop"
+)
+
+func TestStatsCountKnownTraffic(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.MaxMessage = 1000
+		// Long enough not to close the busy connections on a slow machine.
+		cfg.IdleTimeout = 2 * idleTimeout
+		ts := startServer(t, nil, cfg)
+		var bytesIn, bytesOut uint64
+
+		// Ten 100-byte frames, echoed; then the peer closes.
+		c := dial(t, ts.addr)
+		for i := range 10 {
+			roundTrip(t, c, pattern(100, uint64(i)))
+		}
+		c.Close()
+		bytesIn += 10 * 104
+		bytesOut += 10 * 104
+
+		// One empty frame; then the peer closes.
+		c = dial(t, ts.addr)
+		roundTrip(t, c, nil)
+		c.Close()
+		bytesIn += 4
+		bytesOut += 4
+
+		// An oversized header.
+		c = dial(t, ts.addr)
+		if err := writeAll(c, header(1001), ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, c, ioTimeout)
+		c.Close()
+		bytesIn += 4
+
+		// Part of a frame, read by the server; then a reset.
+		c = dial(t, ts.addr)
+		if err := writeAll(c, frameOf(pattern(10, 1))[:6], ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		bytesIn += 6
+		ts.waitStats(t, ioTimeout, "the partial frame read", func(st frameloop.Stats) bool { return st.BytesIn == bytesIn })
+		if err := resetClose(c); err != nil {
+			t.Fatal(err)
+		}
+
+		// A silent connection, closed by the idle timeout.
+		c = dial(t, ts.addr)
+		expectClosed(t, c, 2*idleTimeout+late+ioTimeout)
+
+		st := ts.waitStats(t, ioTimeout, "all five closed", func(st frameloop.Stats) bool {
+			return st.Connections == 0 && totalClosed(st) == 5
+		})
+		want := frameloop.Stats{
+			Accepted:  5,
+			FramesIn:  11,
+			FramesOut: 11,
+			BytesIn:   bytesIn,
+			BytesOut:  bytesOut,
+		}
+		want.Closed[frameloop.ReasonPeerClosed] = 2
+		want.Closed[frameloop.ReasonOversize] = 1
+		want.Closed[frameloop.ReasonReset] = 1
+		want.Closed[frameloop.ReasonIdleTimeout] = 1
+		if st != want {
+			t.Errorf("Stats:\n got %s\nwant %s", fmtStats(&st), fmtStats(&want))
+		}
+	})
+}
+
+// The counters are complete once Serve has returned: the connections
+// closed by the shutdown are counted as closed, none as open.
+func TestStatsCompleteAfterShutdown(t *testing.T) {
+	const conns = 5
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		ts := startServer(t, nil, cfg)
+		for range conns {
+			roundTrip(t, dial(t, ts.addr), []byte("hello"))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if err := ts.wait(serveWait); !errors.Is(err, frameloop.ErrServerClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
+		st := ts.stats()
+		if st.Connections != 0 || st.ClosedBy(frameloop.ReasonShutdown) != conns || st.Accepted != conns || st.FramesIn != conns {
+			t.Errorf("after Serve returned: %s; want 0 open, %d accepted, %d closed by the shutdown, %d frames in",
+				fmtStats(&st), conns, conns, conns)
+		}
+	})
+}
