@@ -298,11 +298,14 @@ func (s *Server) Stats() Stats {
 	loops := s.loops
 	s.mu.Unlock()
 	var st Stats
+	// The loops publish once per pass, each at its own moment: summing
+	// their counts of open connections could add one loop's stale count to
+	// another's fresh one. The admission count is exact at all times.
+	st.Connections = int(s.adm.open.Load())
 	for _, l := range loops {
 		l.outMu.Lock()
 		sh := l.shared
 		l.outMu.Unlock()
-		st.Connections += sh.loop.connections
 		st.Accepted += sh.loop.accepted
 		for i, n := range sh.loop.closed {
 			st.Closed[i] += n
