@@ -13,12 +13,11 @@ import (
 
 // Times are measured from just before the client acts (dials, or sends
 // the frame that pushes the deadline), so the server's clock cannot start
-// earlier, except that a loop stamps what it does in one pass with the
-// time the pass began: a connection accepted, or a frame read, late in a
-// pass gets a deadline that much early.
+// earlier: a deadline counts from when the loop sets it, not from when its
+// pass began, so no close may come early.
 const (
 	idleTimeout = 400 * time.Millisecond
-	early       = 50 * time.Millisecond
+	early       = 0
 	// late is how far past its deadline a close may come on a loaded
 	// machine; the spec's 100 ms is not a test's to enforce.
 	late = time.Second

@@ -182,6 +182,10 @@ func (l *loop) setInterest(st *connState) {
 // setTimer puts st in the deadline list that now governs it: idle while
 // nothing is queued, write while output waits, linger while lingering.
 func (l *loop) setTimer(st *connState, which timerList) {
+	// A deadline counts from now, not from when the pass began: a long
+	// pass must not make a timeout fire early. The clock only moves
+	// forward, so appending keeps the lists sorted.
+	l.now = l.clock()
 	switch which {
 	case timerIdle:
 		if l.cfg.IdleTimeout > 0 {

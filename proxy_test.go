@@ -396,8 +396,8 @@ func TestProxyHeaderIdleTimeout(t *testing.T) {
 		defer wg.Wait()
 		errs := make([]error, len(clients))
 		for k, cl := range clients {
+			start := time.Now() // before the dial: the server may accept before Dial returns
 			c := dial(t, ts.addr)
-			start := time.Now()
 			wg.Go(func() {
 				if len(cl.partial) > 0 {
 					if err := writeAll(c, cl.partial, ioTimeout); err != nil {
