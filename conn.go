@@ -48,7 +48,7 @@ func (c *Conn) Write(payload []byte) error {
 	st := c.st
 	l := st.l
 	size := int64(frame.HeaderSize + len(payload))
-	if size > int64(l.cfg.MaxQueued) || len(payload) > frame.MaxPayload {
+	if size > l.maxQueued || len(payload) > frame.MaxPayload {
 		return ErrTooLarge
 	}
 	l.outMu.Lock()
@@ -56,7 +56,7 @@ func (c *Conn) Write(payload []byte) error {
 		l.outMu.Unlock()
 		return ErrClosed
 	}
-	if st.queued.Load()+size > int64(l.cfg.MaxQueued) {
+	if st.queued.Load()+size > l.maxQueued {
 		l.shared.backpressured++
 		l.outMu.Unlock()
 		return ErrBackpressure
@@ -186,6 +186,15 @@ func (st *connState) acceptsFrames() bool {
 
 // appendFrame copies a frame into the output queue; outMu must be held.
 func (st *connState) appendFrame(payload []byte) {
+	if t := st.outTail; t != nil && cap(t.B)-len(t.B) >= frame.HeaderSize+len(payload) {
+		// The common case, a frame that fits the current chunk: one check,
+		// two copies.
+		n := len(t.B)
+		t.B = t.B[:n+frame.HeaderSize+len(payload)]
+		frame.PutHeader(t.B[n:], len(payload))
+		copy(t.B[n+frame.HeaderSize:], payload)
+		return
+	}
 	var hdr [frame.HeaderSize]byte
 	frame.PutHeader(hdr[:], len(payload))
 	st.appendBytes(hdr[:])

@@ -143,7 +143,7 @@ func (l *loop) completePending(st *connState, data []byte) (rest []byte, done bo
 		}
 	}
 	size := frame.Length(st.in.B)
-	if size > uint32(l.cfg.MaxMessage) {
+	if size > l.maxMessage {
 		l.oversize(st, size)
 		return nil, false
 	}
@@ -188,12 +188,12 @@ func growBuf(b *bufpool.Buf, size int) *bufpool.Buf {
 // the connection starts closing. ok is false when the connection is
 // closing and its input is to be discarded.
 func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool) {
-	limit := uint32(l.cfg.MaxMessage)
+	limit := l.maxMessage
 	for used < len(data) {
 		if !st.acceptsFrames() {
 			return used, 0, false
 		}
-		if st.queued.Load() > int64(l.cfg.HighWater) {
+		if st.queued.Load() > l.highWater {
 			l.pauseReading(st)
 			return used, 0, true
 		}

@@ -49,6 +49,11 @@ type loop struct {
 	free   []*connState // closed states, reused before allocating
 	nconns int
 
+	// Copies of the configuration the hot path reads, next to the loop's
+	// other fields rather than behind a pointer.
+	maxQueued, highWater, lowWater int64
+	maxMessage                     uint32
+
 	rbuf []byte // every read lands here first; shared by all connections
 	vec  [][]byte
 	wv   sock.Vectored
@@ -105,6 +110,11 @@ func newLoop(s *Server, id int, p poller.Poller) *loop {
 		rbuf:   make([]byte, readBufferSize),
 		vec:    make([][]byte, 0, sock.IovMax),
 		ln:     listener{fd: -1},
+
+		maxQueued:  int64(s.cfg.MaxQueued),
+		highWater:  int64(s.cfg.HighWater),
+		lowWater:   int64(s.cfg.LowWater),
+		maxMessage: uint32(s.cfg.MaxMessage),
 	}
 	l.idle.Init(s.cfg.IdleTimeout)
 	l.write.Init(s.cfg.WriteTimeout)

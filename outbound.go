@@ -74,7 +74,7 @@ func (l *loop) flush(st *connState, writable bool) {
 			l.setIdle(st)
 		}
 	}
-	if st.readPaused && st.queued.Load() < int64(l.cfg.LowWater) {
+	if st.readPaused && st.queued.Load() < l.lowWater {
 		l.resumeReading(st)
 		if st.gen != gen {
 			return
