@@ -38,7 +38,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
-	balance := choiceFlag(fs, "balance", "reuseport", []string{"reuseport", "handoff"}, "spreading connections over loops")
+	balance := choiceFlag(fs, "balance", "handoff", []string{"reuseport", "handoff"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
 	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
 	if err := parseFlags(fs, args); err != nil {
