@@ -228,14 +228,14 @@ func TestConnectionCapServesEveryWaiter(t *testing.T) {
 		for _, c := range open {
 			c.Close()
 		}
-		st := ts.waitStats(t, ioTimeout, "all served and gone", func(st frameloop.Stats) bool {
-			return st.Connections == 0 && st.Accepted == clients
+		// Each loop publishes its figures once per pass, so the loops'
+		// accept state may lag the connection count by a pass: wait for
+		// both, within the bound.
+		st := ts.waitStats(t, ioTimeout, "all served and gone, accepting resumed", func(st frameloop.Stats) bool {
+			return st.Connections == 0 && st.Accepted == clients && !st.AcceptPaused
 		})
 		if got := st.ClosedBy(frameloop.ReasonPeerClosed); got != clients {
 			t.Errorf("want %d closes by the peers: %s", clients, fmtStats(&st))
-		}
-		if st.AcceptPaused {
-			t.Error("accepting still paused with no connection open")
 		}
 	})
 }
