@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -646,5 +647,45 @@ func stallNonReader(t testing.TB, c net.Conn, server *frameloop.Conn) int64 {
 		if server == nil || server.Queued() > 0 {
 			return n
 		}
+	}
+}
+
+// bystander is a client that keeps echoing, checking every reply, while a
+// test does harm elsewhere; stop ends it and returns its round trips and
+// its first failure.
+type bystander struct {
+	c      *net.TCPConn
+	cancel context.CancelFunc
+	rounds atomic.Int64
+	done   chan error
+}
+
+func startBystander(t *testing.T, addr string, maxSize int) *bystander {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	b := &bystander{c: dial(t, addr), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		for i := uint64(0); ctx.Err() == nil; i++ {
+			if err := roundTripErr(b.c, pattern(int(i%uint64(maxSize)), i)); err != nil {
+				b.done <- err
+				return
+			}
+			b.rounds.Add(1)
+		}
+		b.done <- nil
+	}()
+	return b
+}
+
+// stop ends the round trips; it reports a failure, or no round trip at
+// all during the harm (what, for the message), as a test error.
+func (b *bystander) stop(t *testing.T, what string) {
+	t.Helper()
+	b.cancel()
+	if err := <-b.done; err != nil {
+		t.Errorf("the bystander failed: %v", err)
+	}
+	if b.rounds.Load() == 0 {
+		t.Errorf("the bystander completed no round trip %s", what)
 	}
 }

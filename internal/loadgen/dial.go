@@ -91,7 +91,7 @@ func cloneSockaddr(sa unix.Sockaddr) unix.Sockaddr {
 
 // socket makes the socket for connection id, ready to connect.
 func (d *dialer) socket(id uint32) (int, error) {
-	fd, err := newSocket(d.family)
+	fd, err := sock.Socket(d.family)
 	if err != nil {
 		if err == unix.EMFILE || err == unix.ENFILE {
 			return -1, fmt.Errorf("socket: %w (raise the open-file limit: ulimit -n)", err)

@@ -8,62 +8,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waker is a non-blocking pipe whose read end is watched with EVFILT_READ:
-// x/sys has no EVFILT_USER for these systems (OpenBSD and NetBSD before 10
-// lack it), as Go's own netpoller also found. Wakes coalesce in the pipe;
-// Wait drains it.
+// waker is a pipe whose read end is watched with EVFILT_READ: x/sys has
+// no EVFILT_USER for these systems (OpenBSD and NetBSD before 10 lack it),
+// as Go's own netpoller also found.
 type waker struct {
-	wakeR, wakeW int
+	pipe wakePipe
 }
 
 func (p *kqueue) openWake() error {
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return os.NewSyscallError("pipe2", err)
+	wp, err := openWakePipe()
+	if err != nil {
+		return err
 	}
-	p.wakeR, p.wakeW = fds[0], fds[1]
+	p.pipe = wp
 	ev := keventBuf(1)
-	unix.SetKevent(&ev[0], p.wakeR, unix.EVFILT_READ, unix.EV_ADD)
+	unix.SetKevent(&ev[0], wp.r, unix.EVFILT_READ, unix.EV_ADD)
 	if err := p.control(ev); err != nil {
-		p.closeWake()
+		wp.close()
 		return os.NewSyscallError("kevent", err)
 	}
 	return nil
 }
 
 func (p *kqueue) isWake(ev *unix.Kevent_t) bool {
-	return ev.Filter == unix.EVFILT_READ && int(ev.Ident) == p.wakeR
+	return ev.Filter == unix.EVFILT_READ && int(ev.Ident) == p.pipe.r
 }
 
-func (p *kqueue) drainWake() {
-	var buf [64]byte
-	for {
-		n, err := unix.Read(p.wakeR, buf[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n < len(buf) {
-			return // EAGAIN or a short read: drained
-		}
-	}
-}
+func (p *kqueue) drainWake() { p.pipe.drain() }
 
-func (p *kqueue) Wake() error {
-	b := [1]byte{1}
-	for {
-		_, err := unix.Write(p.wakeW, b[:])
-		switch err {
-		case nil, unix.EAGAIN: // a full pipe already holds a wakeup
-			return nil
-		case unix.EINTR:
-			continue
-		default:
-			return os.NewSyscallError("pipe write", err)
-		}
-	}
-}
+func (p *kqueue) Wake() error { return p.pipe.wake() }
 
-func (p *kqueue) closeWake() {
-	unix.Close(p.wakeR)
-	unix.Close(p.wakeW)
-}
+func (p *kqueue) closeWake() { p.pipe.close() }

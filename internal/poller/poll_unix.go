@@ -16,26 +16,17 @@ type pollset struct {
 	fds   []unix.PollFd
 	tags  []uint32
 	index []int32 // fd -> position in fds, -1 when not watched
-	wakeR int
-	wakeW int
+	wake  wakePipe
 	start int // where the next scan begins, so that no descriptor starves
 }
 
 func newPoll() (Poller, error) {
-	var p [2]int
-	if err := unix.Pipe(p[:]); err != nil {
-		return nil, os.NewSyscallError("pipe", err)
+	wp, err := openWakePipe()
+	if err != nil {
+		return nil, err
 	}
-	for _, fd := range p {
-		unix.CloseOnExec(fd)
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(p[0])
-			unix.Close(p[1])
-			return nil, os.NewSyscallError("fcntl", err)
-		}
-	}
-	ps := &pollset{wakeR: p[0], wakeW: p[1]}
-	ps.fds = append(ps.fds, unix.PollFd{Fd: int32(p[0]), Events: unix.POLLIN})
+	ps := &pollset{wake: wp}
+	ps.fds = append(ps.fds, unix.PollFd{Fd: int32(wp.r), Events: unix.POLLIN})
 	ps.tags = append(ps.tags, 0)
 	return ps, nil
 }
@@ -127,7 +118,7 @@ func (p *pollset) Wait(events []Event, timeoutMs int) (int, error) {
 		ready--
 		pfd.Revents = 0
 		if i == 0 {
-			p.drainWake()
+			p.wake.drain()
 			continue
 		}
 		var r uint8
@@ -152,35 +143,9 @@ func (p *pollset) Wait(events []Event, timeoutMs int) (int, error) {
 	return n, nil
 }
 
-func (p *pollset) drainWake() {
-	var buf [64]byte
-	for {
-		n, err := unix.Read(p.wakeR, buf[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n < len(buf) {
-			return // EAGAIN or a short read: drained
-		}
-	}
-}
-
-func (p *pollset) Wake() error {
-	var b = [1]byte{1}
-	for {
-		_, err := unix.Write(p.wakeW, b[:])
-		switch err {
-		case nil, unix.EAGAIN: // a full pipe already holds a wakeup
-			return nil
-		case unix.EINTR:
-			continue
-		default:
-			return os.NewSyscallError("pipe write", err)
-		}
-	}
-}
+func (p *pollset) Wake() error { return p.wake.wake() }
 
 func (p *pollset) Close() error {
-	unix.Close(p.wakeW)
-	return unix.Close(p.wakeR)
+	p.wake.close()
+	return nil
 }

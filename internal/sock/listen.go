@@ -37,7 +37,7 @@ func Listen(ep Endpoint, reusePort bool) (fd int, err error) {
 	default:
 		return -1, fmt.Errorf("unknown network %q", ep.Network)
 	}
-	fd, err = socket(family)
+	fd, err = Socket(family)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
@@ -83,7 +83,7 @@ func removeStaleSocket(path string) error {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("bind unix:%s: the path exists and is not a socket", path)
 	}
-	probe, err := socket(unix.AF_UNIX)
+	probe, err := Socket(unix.AF_UNIX)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}

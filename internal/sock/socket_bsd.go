@@ -9,7 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func socket(family int) (int, error) {
+// Socket opens a non-blocking, close-on-exec stream socket.
+func Socket(family int) (int, error) {
 	// No SOCK_NONBLOCK on every BSD: hold the fork lock so that no child
 	// inherits the descriptor before it is marked close-on-exec.
 	syscall.ForkLock.RLock()

@@ -6,7 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func socket(family int) (int, error) {
+// Socket opens a non-blocking, close-on-exec stream socket.
+func Socket(family int) (int, error) {
 	return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 }
 
