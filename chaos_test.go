@@ -239,12 +239,12 @@ func runChaos(t *testing.T, cfg frameloop.Config, chaos time.Duration) {
 	deadline := time.Now().Add(chaosIOTimeout)
 	for {
 		before = srv.Stats()
-		if before.Connections == 0 && before.Accepted == chaosTotalClosed(before) {
+		if before.Connections == 0 && before.Accepted == totalClosed(before) {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("%v after every client closed, the server still counts connections: %s",
-				chaosIOTimeout, chaosFmtStats(&before))
+				chaosIOTimeout, fmtStats(&before))
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -283,7 +283,7 @@ func runChaos(t *testing.T, cfg frameloop.Config, chaos time.Duration) {
 		chaos, drained.Round(time.Millisecond), shutdownTook.Round(10*time.Microsecond), time.Since(began).Round(time.Millisecond),
 		chaosWellBehaved, total, float64(r.bytesVerified.Load())/(1<<20), slices.Min(wbFrames), slices.Max(wbFrames),
 		time.Duration(r.maxStall.Load()).Round(time.Millisecond),
-		r.outcomeTable(), chaosFmtStats(&st), h.maxOpen.Load(), chaosMaxConns, maxOpen, pausedSamples, samples,
+		r.outcomeTable(), fmtStats(&st), h.maxOpen.Load(), chaosMaxConns, maxOpen, pausedSamples, samples,
 		time.Duration(r.maxLate.Load()).Round(time.Millisecond), r.nfailures.Load())
 
 	for _, f := range r.failureList() {
@@ -335,8 +335,8 @@ func runChaos(t *testing.T, cfg frameloop.Config, chaos time.Duration) {
 	if n := st.ClosedBy(frameloop.ReasonError); n > 0 {
 		t.Errorf("%d connections closed for a socket error other than a reset", n)
 	}
-	if st.Connections != 0 || st.Accepted != chaosTotalClosed(st) {
-		t.Errorf("after Serve returned, the counts do not add up: %s", chaosFmtStats(&st))
+	if st.Connections != 0 || st.Accepted != totalClosed(st) {
+		t.Errorf("after Serve returned, the counts do not add up: %s", fmtStats(&st))
 	}
 	// The server frees a connection's slot just before its OnClose: with
 	// one connection between the two on each loop, the handler may count
@@ -1267,24 +1267,4 @@ func chaosNewFDs(before, after []string) []string {
 		}
 	}
 	return out
-}
-
-func chaosTotalClosed(st frameloop.Stats) uint64 {
-	var n uint64
-	for _, r := range frameloop.CloseReasons() {
-		n += st.ClosedBy(r)
-	}
-	return n
-}
-
-func chaosFmtStats(st *frameloop.Stats) string {
-	var closed strings.Builder
-	for _, r := range frameloop.CloseReasons() {
-		if n := st.ClosedBy(r); n > 0 {
-			fmt.Fprintf(&closed, " %s=%d", r, n)
-		}
-	}
-	return fmt.Sprintf("open=%d accepted=%d closed{%s } framesIn=%d framesOut=%d bytesIn=%d bytesOut=%d readPauses=%d backpressure=%d",
-		st.Connections, st.Accepted, closed.String(), st.FramesIn, st.FramesOut, st.BytesIn, st.BytesOut,
-		st.ReadPauses, st.Backpressure)
 }

@@ -81,8 +81,7 @@ func (l *loop) read(st *connState, buf []byte) (n int, ok bool) {
 // trickling a frame a byte at a time is idle.
 func (l *loop) touched(st *connState, before uint64) {
 	if l.stats.framesIn != before && st.timerList == timerIdle {
-		l.now = l.clock() // see setTimer
-		l.idle.Touch(&st.timer, l.now)
+		l.setTimer(st, timerIdle)
 	}
 }
 

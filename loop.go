@@ -178,7 +178,6 @@ func (l *loop) prepareWait() int {
 // publishLocked makes the loop's counters visible to Stats; outMu must be
 // held.
 func (l *loop) publishLocked() {
-	l.stats.connections = l.nconns
 	l.stats.acceptPaused = l.ln.atCap || l.ln.retryAt != 0
 	l.shared.loop = l.stats
 }

@@ -93,7 +93,6 @@ func (s Stats) ClosedBy(r CloseReason) uint64 {
 // loopStats are counted by a loop on its own goroutine, without atomics,
 // and published under outMu once per pass.
 type loopStats struct {
-	connections  int
 	accepted     uint64
 	closed       [numReasons]uint64
 	framesIn     uint64
