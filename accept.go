@@ -28,7 +28,7 @@ type listener struct {
 	fd       int
 	watched  bool
 	atCap    bool          // paused: the server holds MaxConns connections
-	backoff  time.Duration // nonzero while out of descriptors (an episode)
+	backoff  time.Duration // nonzero while accepting fails (an episode)
 	retryAt  int64         // when to try accepting again after a resource error
 	failures int           // resource errors in this episode
 }
@@ -67,15 +67,27 @@ func (l *loop) acceptReady() {
 			l.pauseAtCap()
 			return
 		}
-		fd, addr, err := l.acceptor.Accept(l.ln.fd)
+		fd, addr, err := l.accept(l.ln.fd)
 		if err != nil {
 			l.srv.adm.release()
 			switch {
 			case err == unix.EAGAIN:
 				return
-			case sock.IsTemporaryAcceptError(err):
+			case sock.IsResourceError(err):
+				l.backoffAccept(err)
+				return
+			case sock.IsConnectionAcceptError(err):
+				// That one connection failed (aborted, refused by a
+				// firewall rule, its network gone), not the listener:
+				// take the next.
+				if err != unix.ECONNABORTED && err != unix.EINTR && l.acceptWarn.allow(l.now) {
+					l.log.Warn("accept failed for one connection", "err", err,
+						"suppressed", l.acceptWarn.takeSuppressed())
+				}
 				continue
 			default:
+				// The listener itself is in trouble (EBADF, EINVAL, ...):
+				// retrying at once would spin.
 				l.backoffAccept(err)
 				return
 			}
@@ -134,7 +146,7 @@ func (l *loop) backoffAccept(err error) {
 		l.ln.backoff = minBackoff
 		level := "out of resources"
 		if !sock.IsResourceError(err) {
-			level = "unexpected error"
+			level = "listener error"
 		}
 		l.log.Warn("accept failed, pausing accepts; open connections are still served",
 			"err", err, "kind", level)
@@ -152,19 +164,30 @@ func (l *loop) resumeAfterBackoff() {
 }
 
 // adoptHandoffs opens the connections another loop accepted for this one.
+// They are taken one at a time, so that a panic in one's OnOpen leaves the
+// others queued, not lost.
 func (l *loop) adoptHandoffs() {
-	l.outMu.Lock()
-	batch := l.handoffs
-	l.handoffs = nil
-	l.outMu.Unlock()
-	for _, h := range batch {
-		if l.draining {
-			sock.Close(h.fd)
-			l.load.Add(-1)
-			l.srv.adm.release()
-			continue
+	for {
+		l.outMu.Lock()
+		if len(l.handoffs) == 0 {
+			l.outMu.Unlock()
+			return
 		}
-		l.open(h.fd, h.addr)
+		h := l.handoffs[0]
+		l.handoffs = l.handoffs[1:]
+		l.outMu.Unlock()
+		l.adopt(h)
+	}
+}
+
+// adopt opens a handed-off connection. One accepted before a shutdown
+// reached this loop is drained like the others, not dropped: its client
+// may have sent frames already.
+func (l *loop) adopt(h handoff) {
+	defer l.contain()
+	st := l.open(h.fd, h.addr)
+	if st != nil && l.draining && st.phase != phaseFree {
+		l.drainConn(st)
 	}
 }
 
@@ -178,68 +201,3 @@ func (l *loop) closeListener() {
 	l.srv.listening.Done()
 }
 
-// beginShutdown stops accepting and starts draining: what has arrived is
-// read and handled, replies are sent, and each connection closes once it
-// has nothing left to send. Idle connections close at once.
-func (l *loop) beginShutdown() {
-	if l.draining {
-		return
-	}
-	l.draining = true
-	l.closeListener()
-	for _, st := range l.conns {
-		if st == nil {
-			continue
-		}
-		switch st.phase {
-		case phaseProxy:
-			l.closeNow(st, ReasonShutdown, ErrServerClosed)
-		case phaseOpen:
-			l.drainOnShutdown(st)
-		}
-	}
-}
-
-// drainOnShutdown starts closing st for a shutdown. The frames already
-// received are still answered: those the loop has read, and those the
-// kernel holds for it, counted now, however long that takes within the
-// shutdown timeout. What the client sends from now on is not read.
-func (l *loop) drainOnShutdown(st *connState) {
-	unread := sock.Unread(int(st.fd))
-	// Idle — nothing to read, nothing queued, nothing the kernel still has
-	// to send — closes at once. Otherwise a close could reset the peer and
-	// destroy replies it has not read, so it goes the graceful way.
-	if unread == 0 && st.queued.Load() == 0 && !st.readPaused && !st.waitWrite &&
-		st.in == nil && sock.Unsent(int(st.fd)) == 0 {
-		l.closeNow(st, ReasonShutdown, ErrServerClosed)
-		return
-	}
-	if unread > 0 {
-		if l.unread == nil {
-			l.unread = make(map[*connState]int)
-		}
-		l.unread[st] = unread
-	}
-	l.startClosing(st, ReasonShutdown)
-}
-
-// readLimit is how much may be read from st now: everything, except while
-// closing for a shutdown, when only what had arrived before it.
-func (l *loop) readLimit(st *connState) int {
-	if st.phase != phaseClosing {
-		return math.MaxInt
-	}
-	return l.unread[st]
-}
-
-// countRead charges n bytes read to a closing connection's budget.
-func (l *loop) countRead(st *connState, n int) {
-	if st.phase != phaseClosing {
-		return
-	}
-	if left := l.unread[st] - n; left > 0 {
-		l.unread[st] = left
-	} else {
-		delete(l.unread, st)
-	}
-}

@@ -372,12 +372,18 @@ func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
 		_ = writeAll(c, frameOf([]byte("one more")), ioTimeout)
 		time.Sleep(50 * time.Millisecond)
 
+		// The last frame came after the shutdown began: it is answered if
+		// it arrived while the connection was still draining, and not if
+		// the connection had gone quiet and was closing already.
 		got, err := readUntilClosed(c, ioTimeout)
-		if !bytes.Equal(got, stream[:min(len(got), len(stream))]) {
-			t.Fatalf("the replies differ from the frames sent")
+		withLast := append(bytes.Clone(stream), frameOf([]byte("one more"))...)
+		if !bytes.Equal(got, stream) && !bytes.Equal(got, withLast) {
+			n := min(len(got), len(stream))
+			t.Fatalf("got %d bytes of replies (the first %d equal to the frames sent: %v); want the %d sent, perhaps with the last frame's reply",
+				len(got), n, bytes.Equal(got[:n], stream[:n]), len(stream))
 		}
-		if len(got) < len(stream) || !errors.Is(err, io.EOF) {
-			t.Errorf("got %d of the %d bytes of replies, then %v; want them all, then EOF", len(got), len(stream), err)
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("after the replies: %v, want EOF", err)
 		}
 		c.Close()
 		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/frameloop/frameloop/internal/bufpool"
+	"github.com/frameloop/frameloop/internal/frame"
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -67,6 +69,14 @@ type Config struct {
 	// at least 4 MiB.
 	MaxQueued int
 
+	// MaxInputMemory bounds the memory all connections together hold for
+	// frames not yet complete. When buffering a frame would pass it, the
+	// loop stops reading that connection until memory is freed; none is
+	// closed for it. Zero means the default, 256 MiB (raised to hold two
+	// maximum frames if MaxMessage needs it); a negative value means no
+	// bound. It must hold at least one maximum frame.
+	MaxInputMemory int64
+
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header at the start
 	// of every connection.
 	ProxyProtocol bool
@@ -86,10 +96,16 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultMaxInputMemory is MaxInputMemory's default.
+const DefaultMaxInputMemory = 256 << 20
+
 const (
 	maxMessageLimit = 1 << 30
 	defaultLow      = 32 << 10
 	defaultHigh     = 64 << 10
+	// maxTimeout bounds the timeouts, so that now+timeout never
+	// overflows the loop's clock (nanoseconds since the server started).
+	maxTimeout = 100 * 365 * 24 * time.Hour
 	// lingerTimeout bounds how long a connection we are closing is drained
 	// after its last reply: closing a socket with unread input makes the
 	// kernel send a reset, which can destroy replies the peer has not read.
@@ -116,57 +132,68 @@ func (c Config) resolve() (*config, error) {
 		r.MaxConns = 4096
 	}
 	if r.MaxConns < 0 {
-		return nil, fmt.Errorf("max-conns must be at least 1, got %d", c.MaxConns)
+		return nil, fmt.Errorf("Config.MaxConns must be at least 1, got %d", c.MaxConns)
 	}
 	if r.MaxMessage == 0 {
 		r.MaxMessage = 1 << 20
 	}
 	if r.MaxMessage < 0 || r.MaxMessage > maxMessageLimit {
-		return nil, fmt.Errorf("max-message must be from 1 to %d bytes, got %d", maxMessageLimit, c.MaxMessage)
+		return nil, fmt.Errorf("Config.MaxMessage must be from 1 to %d bytes, got %d", maxMessageLimit, c.MaxMessage)
 	}
-	if r.IdleTimeout < 0 {
-		return nil, fmt.Errorf("idle-timeout must not be negative, got %v", c.IdleTimeout)
+	if r.IdleTimeout < 0 || r.IdleTimeout > maxTimeout {
+		return nil, fmt.Errorf("Config.IdleTimeout must be from 0 to %v, got %v", maxTimeout, c.IdleTimeout)
 	}
-	if r.WriteTimeout < 0 {
-		return nil, fmt.Errorf("write-timeout must not be negative, got %v", c.WriteTimeout)
+	if r.WriteTimeout < 0 || r.WriteTimeout > maxTimeout {
+		return nil, fmt.Errorf("Config.WriteTimeout must be from 0 to %v, got %v", maxTimeout, c.WriteTimeout)
 	}
 	if r.Loops == 0 {
 		r.Loops = runtime.NumCPU()
 	}
 	if r.Loops < 0 || r.Loops > 1024 {
-		return nil, fmt.Errorf("loops must be from 1 to 1024, got %d", c.Loops)
+		return nil, fmt.Errorf("Config.Loops must be from 1 to 1024, got %d", c.Loops)
 	}
 	if r.Backend == "" {
 		r.Backend = poller.Default()
 	}
 	if !slices.Contains(poller.Backends(), r.Backend) {
-		return nil, fmt.Errorf("backend %q is not available here (choose from %v)", r.Backend, poller.Backends())
+		return nil, fmt.Errorf("Config.Backend %q is not available here (choose from %v)", r.Backend, poller.Backends())
 	}
 	switch r.Balance {
 	case "":
 		r.Balance = "handoff"
 	case "reuseport", "handoff":
 	default:
-		return nil, fmt.Errorf("balance must be reuseport or handoff, got %q", c.Balance)
+		return nil, fmt.Errorf("Config.Balance must be reuseport or handoff, got %q", c.Balance)
 	}
 	if ep.Network == "unix" {
 		r.Balance = "handoff"
 	}
-	if r.LowWater == 0 {
-		r.LowWater = min(defaultLow, max(r.HighWater/2, 1))
-	}
+	// HighWater first: the low mark's default depends on the high one.
 	if r.HighWater == 0 {
 		r.HighWater = max(defaultHigh, r.LowWater)
 	}
+	if r.LowWater == 0 {
+		r.LowWater = min(defaultLow, max(r.HighWater/2, 1))
+	}
 	if r.LowWater < 0 || r.HighWater < r.LowWater {
-		return nil, fmt.Errorf("write watermarks must satisfy 0 < low <= high, got low %d, high %d", r.LowWater, r.HighWater)
+		return nil, fmt.Errorf("Config.LowWater and HighWater must satisfy 0 < LowWater <= HighWater, got %d and %d", r.LowWater, r.HighWater)
 	}
 	minQueued := r.HighWater + r.MaxMessage + 4
 	if r.MaxQueued == 0 {
 		r.MaxQueued = max(4<<20, r.HighWater+2*(r.MaxMessage+4))
 	}
 	if r.MaxQueued < minQueued {
-		return nil, fmt.Errorf("max-queued must be at least high water + max message + 4 = %d, got %d", minQueued, c.MaxQueued)
+		return nil, fmt.Errorf("Config.MaxQueued must be at least HighWater + MaxMessage + 4 = %d, got %d", minQueued, c.MaxQueued)
+	}
+	// One maximum frame must fit the input budget, or a client sending
+	// one would wait for memory forever.
+	maxFrame := int64(bufpool.ClassSize(r.MaxMessage + frame.HeaderSize))
+	switch {
+	case r.MaxInputMemory == 0:
+		r.MaxInputMemory = max(DefaultMaxInputMemory, 2*maxFrame)
+	case r.MaxInputMemory > 0 && r.MaxInputMemory < maxFrame:
+		return nil, fmt.Errorf("Config.MaxInputMemory must hold at least one maximum frame (%d bytes with MaxMessage %d), got %d",
+			maxFrame, r.MaxMessage, c.MaxInputMemory)
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -48,11 +48,11 @@ func (c *Conn) Write(payload []byte) error {
 	st := c.st
 	l := st.l
 	size := int64(frame.HeaderSize + len(payload))
-	if size > l.maxQueued || len(payload) > frame.MaxPayload {
+	if size > l.maxQueued || uint64(len(payload)) > frame.MaxPayload {
 		return ErrTooLarge
 	}
 	l.outMu.Lock()
-	if st.gen != c.gen || st.closeRequested.Load() {
+	if st.gen != c.gen || st.has(ctlCloseRequested|ctlShut) {
 		l.outMu.Unlock()
 		return ErrClosed
 	}
@@ -74,16 +74,16 @@ func (c *Conn) Write(payload []byte) error {
 
 // Close closes the connection once the frames already written are sent.
 // The loop stops reading from it at once. Close returns ErrClosed if the
-// connection is already closed or closing.
+// connection is already closed or closing, whoever decided it.
 func (c *Conn) Close() error {
 	st := c.st
 	l := st.l
 	l.outMu.Lock()
-	if st.gen != c.gen || st.closeRequested.Load() {
+	if st.gen != c.gen || st.has(ctlClosing) {
 		l.outMu.Unlock()
 		return ErrClosed
 	}
-	st.closeRequested.Store(true)
+	st.setCtl(ctlCloseRequested | ctlClosing)
 	wake := l.markDirtyLocked(st)
 	l.outMu.Unlock()
 	if wake {
@@ -111,7 +111,7 @@ const (
 	phaseProxy         // waiting for the PROXY protocol header
 	phaseOpen          // serving frames
 	phaseClosing       // reading stopped; closes once output is flushed
-	phaseLinger        // output flushed and write side shut: discarding input until EOF
+	phaseLinger        // output flushed, write side shut: discarding input until the peer is done (lifecycle.go)
 )
 
 // connState is the pooled state behind a Conn. The loop owns every field
@@ -119,9 +119,10 @@ const (
 // reach through Conn.Write and Conn.Close. It is kept small, and owns no
 // buffer while idle, because a server holds many of them.
 type connState struct {
-	// timer is in the loop's idle list while nothing is queued, in its
-	// write list while output waits for the socket, in its linger list
-	// while lingering. It is the first field: see stateOf.
+	// timer is in the loop's idle list while nothing is queued (its quiet
+	// list during a shutdown), in its write list while output waits for
+	// the socket, in its linger list while lingering. It is the first
+	// field: see stateOf.
 	timer deadline.Entry
 	l     *loop
 	conn  *Conn
@@ -136,21 +137,58 @@ type connState struct {
 	// Guarded by loop.outMu.
 	outHead, outTail *bufpool.Buf
 	outOff           int32 // bytes of outHead already written
-	gen              uint32
-	// closeRequested is set by Close under outMu, and read by the loop
-	// without it, between frames.
-	closeRequested atomic.Bool
+	// gen names this incarnation of the state: a value the loop never
+	// issued before (see loop.nextGen), 0 while the state is free. It is
+	// the poller tag and the check behind every Conn handle. Written under
+	// outMu; the loop reads it without.
+	gen uint32
+	// ctl holds the ctl* bits; written under outMu. The loop reads
+	// ctlCloseRequested between frames without the lock, hence atomic
+	// loads (a plain field would be a data race, not a slower one).
+	ctl atomic.Uint32
 
-	fd         int32
-	dirty      bool // in loop.dirty; guarded by outMu
+	fd int32
+	// inCharge is what st.in costs the server's input budget: the
+	// buffer's capacity, or the whole frame's once it is reserved (see
+	// inbuf.go).
+	inCharge uint32
+	// lingerUnsent is, while lingering, how many bytes the kernel still
+	// had to deliver at the last look; lingerStalls counts the looks in a
+	// row that saw no progress.
+	lingerUnsent int32
+	lingerStalls uint8
+
 	interest   poller.Interest
 	phase      phase
 	readPaused bool // output above the high-water mark
+	memPaused  bool // waiting for room in the input budget
 	eof        bool // the peer will send nothing more
 	waitWrite  bool // the kernel took less than we had: write interest armed
 	timerList  timerList
 	reason     CloseReason
 }
+
+// Bits of connState.ctl.
+const (
+	// ctlDirty: the state is in loop.dirty, waiting for a flush.
+	ctlDirty uint32 = 1 << iota
+	// ctlCloseRequested: Close was called. No frame is delivered after it
+	// and Write is refused.
+	ctlCloseRequested
+	// ctlClosing: the connection is closing, whoever decided it; Close is
+	// refused. Write is still taken: a closing connection sends what it
+	// has, and replies to frames it received before may still come.
+	ctlClosing
+	// ctlShut: the write side is shut, or about to be: what is written
+	// now could never be sent, so Write is refused.
+	ctlShut
+)
+
+func (st *connState) has(bit uint32) bool { return st.ctl.Load()&bit != 0 }
+
+// setCtl and clearCtl change ctl bits; outMu must be held.
+func (st *connState) setCtl(bits uint32)   { st.ctl.Store(st.ctl.Load() | bits) }
+func (st *connState) clearCtl(bits uint32) { st.ctl.Store(st.ctl.Load() &^ bits) }
 
 // stateOf finds the connState a deadline entry belongs to: the entry is
 // the state's first field, so they share an address. This keeps the entry
@@ -166,20 +204,21 @@ type timerList uint8
 const (
 	timerNone timerList = iota
 	timerIdle
+	timerQuiet
 	timerWrite
 	timerLinger
 )
 
 // acceptsFrames says whether frames read from st are still delivered:
-// while open, and while closing for a shutdown or after the peer's EOF
-// (those frames were received before the close began). Not after Close or
-// an oversized frame.
+// while open, and while closing after the peer's EOF (those frames were
+// sent before it). Not once Close was called — from OnOpen, from an
+// earlier frame or from elsewhere — nor after an oversized frame.
 func (st *connState) acceptsFrames() bool {
 	switch st.phase {
 	case phaseOpen:
-		return true
+		return !st.has(ctlCloseRequested)
 	case phaseClosing:
-		return st.reason == ReasonShutdown || st.reason == ReasonPeerClosed
+		return st.reason == ReasonPeerClosed && !st.has(ctlCloseRequested)
 	}
 	return false
 }

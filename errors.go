@@ -26,4 +26,5 @@ var (
 	ErrWriteTimeout   = errors.New("frameloop: write timeout (slow consumer)")
 	ErrFrameTooLarge  = errors.New("frameloop: frame exceeds the maximum message size")
 	ErrBadProxyHeader = errors.New("frameloop: missing or malformed PROXY protocol header")
+	ErrHandlerPanic   = errors.New("frameloop: a handler callback panicked")
 )

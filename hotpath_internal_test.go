@@ -23,6 +23,7 @@ func newBenchLoop(b *testing.B) (*loop, *connState) {
 	b.Cleanup(func() { p.Close() })
 	l := newLoop(s, 0, p)
 	st := l.newState()
+	st.gen = l.nextGen()
 	st.fd, st.phase = -1, phaseOpen
 	st.conn = &Conn{st: st, gen: st.gen}
 	return l, st

@@ -1,7 +1,6 @@
 package frameloop
 
 import (
-	"github.com/frameloop/frameloop/internal/bufpool"
 	"github.com/frameloop/frameloop/internal/frame"
 	"github.com/frameloop/frameloop/internal/sock"
 	"golang.org/x/sys/unix"
@@ -9,6 +8,27 @@ import (
 
 // minInBuffer is the smallest buffer an unfinished frame gets.
 const minInBuffer = 512
+
+// next decodes the frame at the start of buf: see frame.Next. n is the
+// frame's size when complete, h its header's; otherwise need is what it
+// takes to know more.
+func (l *loop) next(buf []byte) (n, h, need int, err error) {
+	_, n, need, err = frame.Next(buf, l.maxMessage)
+	return n, frame.HeaderSize, need, err
+}
+
+// pendingFrame reports the total size of the unfinished frame st.in
+// starts with, if its header is complete.
+func (l *loop) pendingFrame(st *connState) (total int, ok bool) {
+	if st.in == nil {
+		return 0, false
+	}
+	n, _, need, err := l.next(st.in.B)
+	if err != nil || n > 0 || need <= len(st.in.B) {
+		return 0, false
+	}
+	return need, true
+}
 
 // readable reads once from st. The poller is level-triggered, so bytes
 // left in the socket are reported again at the next wait; one read per
@@ -21,25 +41,33 @@ func (l *loop) readable(st *connState) {
 	case phaseProxy:
 		l.readProxy(st)
 		return
+	case phaseClosing:
+		return
 	}
-	// A frame larger than the shared buffer is read straight into its own
-	// buffer, saving a copy per read.
-	limit := l.readLimit(st)
-	if limit <= 0 {
-		return // closing, and what had arrived is read
-	}
-	if st.in != nil && len(st.in.B) >= frame.HeaderSize {
-		if total := frame.HeaderSize + int(frame.Length(st.in.B)); total-len(st.in.B) >= len(l.rbuf) {
-			l.readLarge(st, total, limit)
+	if total, ok := l.pendingFrame(st); ok {
+		// Reading more of a frame than its buffer holds: the whole frame
+		// is charged to the input budget first.
+		if total > cap(st.in.B) && !l.reserveIn(st, total) {
+			l.waitForMemory(st)
+			return
+		}
+		// A frame larger than the shared buffer is read straight into its
+		// own buffer, saving a copy per read.
+		if total-len(st.in.B) >= len(l.rbuf) {
+			l.readLarge(st, total)
 			return
 		}
 	}
-	n, ok := l.read(st, l.rbuf[:min(len(l.rbuf), limit)])
+	buf := l.rbuf
+	if l.srv.inmem.tight() {
+		buf = buf[:tightRead]
+	}
+	n, ok := l.read(st, buf)
 	if !ok {
 		return
 	}
 	frames := l.stats.framesIn
-	l.consume(st, l.rbuf[:n])
+	l.consume(st, buf[:n])
 	l.afterInput(st, frames)
 }
 
@@ -72,7 +100,7 @@ func (l *loop) read(st *connState, buf []byte) (n int, ok bool) {
 		return 0, false
 	}
 	l.stats.bytesIn += uint64(n)
-	l.countRead(st, n)
+	l.heard(st)
 	return n, true
 }
 
@@ -87,17 +115,13 @@ func (l *loop) touched(st *connState, before uint64) {
 
 // readLarge reads the rest of a large frame into the connection's buffer,
 // growing it only as bytes arrive, so that announcing a large frame costs
-// nothing until it is actually sent.
-func (l *loop) readLarge(st *connState, total, limit int) {
+// no memory until it is actually sent.
+func (l *loop) readLarge(st *connState, total int) {
 	have := len(st.in.B)
 	if have == cap(st.in.B) {
-		st.in = growBuf(st.in, min(total, max(2*have, have+len(l.rbuf))))
+		l.growIn(st, min(total, max(2*have, have+len(l.rbuf))))
 	}
-	end := min(cap(st.in.B), total)
-	if limit < end-have {
-		end = have + limit
-	}
-	n, ok := l.read(st, st.in.B[have:end])
+	n, ok := l.read(st, st.in.B[have:min(cap(st.in.B), total)])
 	if !ok {
 		return
 	}
@@ -106,10 +130,7 @@ func (l *loop) readLarge(st *connState, total, limit int) {
 		return
 	}
 	frames := l.stats.framesIn
-	in := st.in
-	st.in = nil
-	l.deliver(st, in.B[frame.HeaderSize:total])
-	bufpool.Put(in)
+	l.deliverPending(st)
 	l.afterInput(st, frames)
 }
 
@@ -135,50 +156,47 @@ func (l *loop) consume(st *connState, data []byte) {
 // false when the frame is still unfinished (all of data was taken) or the
 // connection is closing.
 func (l *loop) completePending(st *connState, data []byte) (rest []byte, done bool) {
-	if len(st.in.B) < frame.HeaderSize {
-		data = data[fill(st, data, frame.HeaderSize):]
-		if len(st.in.B) < frame.HeaderSize {
+	for {
+		n, _, need, err := l.next(st.in.B)
+		if err != nil {
+			l.badFrame(st, err, st.in.B)
 			return nil, false
 		}
+		if n > 0 {
+			break
+		}
+		if len(data) == 0 {
+			return nil, false
+		}
+		data = data[l.fill(st, data, need):]
 	}
-	size := frame.Length(st.in.B)
-	if size > l.maxMessage {
-		l.oversize(st, size)
-		return nil, false
-	}
-	total := frame.HeaderSize + int(size)
-	data = data[fill(st, data, total):]
-	if len(st.in.B) < total {
-		return nil, false
-	}
-	in := st.in
-	st.in = nil
-	l.deliver(st, in.B[frame.HeaderSize:total])
-	bufpool.Put(in)
+	l.deliverPending(st)
 	if !st.acceptsFrames() {
 		return nil, false
 	}
 	return data, true
 }
 
+// deliverPending delivers the complete frame st.in holds and releases the
+// buffer. The buffer stays attached during the call: if the handler
+// panics, closing the connection releases it (and its charge).
+func (l *loop) deliverPending(st *connState) {
+	n, h, _, _ := l.next(st.in.B)
+	l.deliver(st, st.in.B[h:n])
+	l.dropIn(st)
+}
+
 // fill moves bytes from data into st.in until it holds total bytes, and
 // returns how many it took. The buffer grows with what arrives, never
 // straight to the size a header announces.
-func fill(st *connState, data []byte, total int) int {
+func (l *loop) fill(st *connState, data []byte, total int) int {
 	have := len(st.in.B)
 	take := min(total-have, len(data))
 	if have+take > cap(st.in.B) {
-		st.in = growBuf(st.in, min(total, max(2*cap(st.in.B), have+take)))
+		l.growIn(st, min(total, max(2*cap(st.in.B), have+take)))
 	}
 	st.in.B = append(st.in.B, data[:take]...)
 	return take
-}
-
-func growBuf(b *bufpool.Buf, size int) *bufpool.Buf {
-	nb := bufpool.Get(size)
-	nb.B = append(nb.B, b.B...)
-	bufpool.Put(b)
-	return nb
 }
 
 // decodeFrames delivers the complete frames at the start of data. It
@@ -187,7 +205,6 @@ func growBuf(b *bufpool.Buf, size int) *bufpool.Buf {
 // the connection starts closing. ok is false when the connection is
 // closing and its input is to be discarded.
 func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool) {
-	limit := l.maxMessage
 	for used < len(data) {
 		if !st.acceptsFrames() {
 			return used, 0, false
@@ -196,15 +213,15 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 			l.pauseReading(st)
 			return used, 0, true
 		}
-		payload, n, want, err := frame.Next(data[used:], limit)
+		n, h, want, err := l.next(data[used:])
 		if err != nil {
-			l.oversize(st, frame.Length(data[used:]))
+			l.badFrame(st, err, data[used:])
 			return used, 0, false
 		}
 		if n == 0 {
 			return used, want, true
 		}
-		l.deliver(st, payload)
+		l.deliver(st, data[used+h:used+n])
 		used += n
 	}
 	return used, 0, true
@@ -213,8 +230,8 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 // deliver hands one payload to the handler.
 func (l *loop) deliver(st *connState, payload []byte) {
 	l.stats.framesIn++
-	l.h.OnFrame(st.conn, payload)
-	if st.closeRequested.Load() && st.phase == phaseOpen {
+	l.callFrame(st, payload)
+	if st.has(ctlCloseRequested) && st.phase == phaseOpen {
 		// Closed by the handler (or by another goroutine, seen early):
 		// frames after this one are not delivered.
 		l.startClosing(st, ReasonLocal)
@@ -229,8 +246,7 @@ func (l *loop) stash(st *connState, data []byte, need int) {
 	if !st.readPaused && need <= len(l.rbuf) {
 		size = max(size, need) // small frames get their whole size at once
 	}
-	st.in = bufpool.Get(max(size, minInBuffer))
-	st.in.B = append(st.in.B, data...)
+	l.newIn(st, max(size, minInBuffer), data)
 }
 
 // pauseReading stops reading from st until its output drains below the
@@ -268,18 +284,16 @@ func (l *loop) decodeStashed(st *connState) {
 	in := st.in
 	used, _, ok := l.decodeFrames(st, in.B)
 	if st.in != in {
-		return // released by an oversize close
+		return // released by a close
 	}
 	if !ok {
-		st.in = nil
-		bufpool.Put(in)
+		l.dropIn(st)
 		return
 	}
 	rest := copy(in.B, in.B[used:])
 	in.B = in.B[:rest]
 	if rest == 0 {
-		st.in = nil
-		bufpool.Put(in)
+		l.dropIn(st)
 	}
 }
 
@@ -287,10 +301,8 @@ func (l *loop) decodeStashed(st *connState) {
 // Replies to what it sent are still delivered; then the connection closes.
 func (l *loop) peerEOF(st *connState) {
 	st.eof = true
-	delete(l.unread, st)
-	if st.in != nil && !st.readPaused {
-		bufpool.Put(st.in) // an unfinished frame can never finish now
-		st.in = nil
+	if !st.readPaused {
+		l.dropIn(st) // an unfinished frame can never finish now
 	}
 	switch st.phase {
 	case phaseLinger:
@@ -304,18 +316,15 @@ func (l *loop) peerEOF(st *connState) {
 	l.startClosing(st, ReasonPeerClosed)
 }
 
-// oversize closes st after a header announcing more than MaxMessage; the
-// replies to the frames before it are still sent.
-func (l *loop) oversize(st *connState, size uint32) {
+// badFrame closes st after a header the framing refuses (err says why);
+// the replies to the frames before it are still sent.
+func (l *loop) badFrame(st *connState, err error, hdr []byte) {
 	if l.sizeWarn.allow(l.now) {
 		l.log.Warn("closing connection: frame larger than max-message",
-			"remote", st.conn.addr.String(), "announced", size, "max", l.cfg.MaxMessage,
+			"remote", st.conn.addr.String(), "announced", frame.Length(hdr), "max", l.cfg.MaxMessage,
 			"suppressed", l.sizeWarn.takeSuppressed())
 	}
-	if st.in != nil {
-		bufpool.Put(st.in)
-		st.in = nil
-	}
+	l.dropIn(st)
 	l.startClosing(st, ReasonOversize)
 }
 

@@ -4,21 +4,37 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
-	"github.com/frameloop/frameloop/internal/bufpool"
+	"github.com/frameloop/frameloop/internal/deadline"
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
 )
 
 var errInvalidDescriptor = errors.New("frameloop: poller reports the descriptor invalid")
 
-// open starts serving a freshly accepted descriptor.
-func (l *loop) open(fd int, addr sock.Addr) {
+const (
+	// lingerPoll is how often a lingering connection looks whether the
+	// peer has received everything; lingerStallPolls looks in a row
+	// without progress (lingerTimeout) end the linger.
+	lingerPoll       = 50 * time.Millisecond
+	lingerStallPolls = int(lingerTimeout / lingerPoll)
+	// slabStates is how many states are allocated at once: one allocation
+	// of many, so that a state costs its size and not its size class.
+	slabStates = 64
+)
+
+// open starts serving a freshly accepted descriptor and returns its state,
+// or nil if the poller refused it.
+func (l *loop) open(fd int, addr sock.Addr) *connState {
 	if l.cfg.endpoint.Network != "unix" {
 		// Replies are already batched per pass; Nagle would only delay them.
 		sock.SetNoDelay(fd)
 	}
 	st := l.newState()
+	l.outMu.Lock()
+	st.gen = l.nextGen()
+	l.outMu.Unlock()
 	st.fd = int32(fd)
 	st.phase = phaseOpen
 	if l.cfg.ProxyProtocol {
@@ -29,11 +45,14 @@ func (l *loop) open(fd int, addr sock.Addr) {
 	if err := l.p.Add(fd, st.gen, poller.Read); err != nil {
 		l.log.Error("watching a new connection failed", "err", err)
 		sock.Close(fd)
+		l.outMu.Lock()
+		st.gen = 0
+		l.outMu.Unlock()
 		st.conn, st.fd, st.phase = nil, -1, phaseFree
 		l.free = append(l.free, st)
 		l.load.Add(-1)
 		l.srv.adm.release()
-		return
+		return nil
 	}
 	st.interest = poller.Read
 	if fd >= len(l.conns) {
@@ -46,6 +65,7 @@ func (l *loop) open(fd int, addr sock.Addr) {
 	if st.phase == phaseOpen {
 		l.greet(st)
 	}
+	return st
 }
 
 // growTable makes room for descriptor fd. The first table covers every
@@ -68,17 +88,26 @@ func (l *loop) greet(st *connState) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
 		l.log.Debug("connection opened", "remote", st.conn.addr.String(), "fd", st.fd)
 	}
-	l.h.OnOpen(st.conn)
+	l.callOpen(st)
 }
 
+// newState takes a free state, allocating a slab of them when none is
+// left. States are never given back to the garbage collector: a server
+// that once held N connections will hold N again.
 func (l *loop) newState() *connState {
-	if n := len(l.free); n > 0 {
-		st := l.free[n-1]
-		l.free[n-1] = nil
-		l.free = l.free[:n-1]
-		return st
+	if len(l.free) == 0 {
+		slab := make([]connState, slabStates)
+		for i := range slab {
+			slab[i].l = l
+			slab[i].fd = -1
+			l.free = append(l.free, &slab[len(slab)-1-i])
+		}
 	}
-	return &connState{l: l, gen: 1}
+	n := len(l.free)
+	st := l.free[n-1]
+	l.free[n-1] = nil
+	l.free = l.free[:n-1]
+	return st
 }
 
 // startClosing stops reading from st; it closes once its output is sent.
@@ -88,31 +117,78 @@ func (l *loop) startClosing(st *connState, reason CloseReason) {
 	}
 	st.phase = phaseClosing
 	st.reason = reason
+	if reason != ReasonPeerClosed {
+		// No frame will be delivered any more: nothing to pause reading
+		// for. (After the peer's EOF, the frames stashed while paused
+		// still are.)
+		st.readPaused = false
+	}
+	if st.memPaused {
+		st.memPaused = false
+		l.memWaiting.Add(-1)
+	}
 	l.setInterest(st)
-	l.markDirty(st)
+	l.outMu.Lock()
+	st.setCtl(ctlClosing)
+	l.markDirtyLocked(st)
+	l.outMu.Unlock()
+}
+
+// abort closes st after its handler panicked: no frame is delivered any
+// more, what was already written is still sent.
+func (l *loop) abort(st *connState, reason CloseReason) {
+	l.dropIn(st)
+	if st.phase == phaseClosing {
+		st.reason = reason
+	}
+	l.startClosing(st, reason)
 }
 
 // finishClose ends a closing connection whose output is all sent. When
 // the peer may still be sending, closing now would make the kernel answer
 // with a reset, and a reset can destroy the replies the peer has not read
-// yet; so the write side is shut first and input is discarded until the
-// peer closes too, or lingerTimeout passes.
+// yet; so the write side is shut first — the peer reads the replies, then
+// the end of the stream — and the connection lingers, discarding input,
+// until the peer closes too or has acknowledged every byte, or the bytes
+// stop moving for lingerTimeout.
 func (l *loop) finishClose(st *connState) {
-	if st.in != nil {
-		bufpool.Put(st.in)
-		st.in = nil
-	}
+	l.dropIn(st)
 	if st.eof {
 		l.closeNow(st, st.reason, st.reason.err())
 		return
 	}
+	l.outMu.Lock()
+	st.setCtl(ctlShut)
+	l.outMu.Unlock()
 	if err := sock.ShutdownWrite(int(st.fd)); err != nil {
 		l.closeNow(st, st.reason, st.reason.err())
 		return
 	}
 	st.phase = phaseLinger
+	st.lingerUnsent, st.lingerStalls = int32(sock.Unsent(int(st.fd))), 0
 	l.setTimer(st, timerLinger)
 	l.setInterest(st)
+}
+
+// lingerExpired looks at a lingering connection again: once the peer has
+// acknowledged everything, closing cannot destroy a reply (where the
+// platform cannot tell, only the stall limit ends the linger).
+func (l *loop) lingerExpired(st *connState) {
+	unsent := sock.Unsent(int(st.fd))
+	switch {
+	case unsent == 0:
+		l.closeNow(st, st.reason, st.reason.err())
+		return
+	case unsent > 0 && unsent < int(st.lingerUnsent):
+		st.lingerUnsent, st.lingerStalls = int32(unsent), 0
+	default:
+		st.lingerStalls++
+		if int(st.lingerStalls) >= lingerStallPolls {
+			l.closeNow(st, st.reason, st.reason.err())
+			return
+		}
+	}
+	l.setTimer(st, timerLinger)
 }
 
 // closeNow closes st at once and frees its slot.
@@ -123,19 +199,14 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.timer.Remove()
 	st.timerList = timerNone
 	l.conns[fd] = nil
-	delete(l.unread, st)
-	if st.in != nil {
-		bufpool.Put(st.in)
-		st.in = nil
+	l.dropIn(st)
+	if st.memPaused {
+		l.memWaiting.Add(-1)
 	}
 	l.outMu.Lock()
-	st.gen++
-	if st.gen == 0 || st.gen == listenerTag {
-		st.gen = 1
-	}
+	st.gen = 0
 	st.releaseOutput()
-	st.dirty = false
-	st.closeRequested.Store(false)
+	st.ctl.Store(0)
 	l.outMu.Unlock()
 
 	c := st.conn
@@ -144,7 +215,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.fd = -1
 	st.interest = 0
 	st.phase = phaseFree
-	st.readPaused, st.eof, st.waitWrite = false, false, false
+	st.readPaused, st.memPaused, st.eof, st.waitWrite = false, false, false, false
 	st.reason = 0
 	l.free = append(l.free, st)
 	l.nconns--
@@ -155,7 +226,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 		l.log.Debug("connection closed", "remote", c.addr.String(), "reason", reason.String(), "err", err)
 	}
 	if wasOpen {
-		l.h.OnClose(c, err)
+		l.callClose(c, err)
 	}
 }
 
@@ -164,7 +235,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 // almost always writable, and watching it for nothing would spin.
 func (l *loop) setInterest(st *connState) {
 	var want poller.Interest
-	if !st.readPaused && (st.phase != phaseClosing || l.unread[st] > 0) {
+	if !st.readPaused && !st.memPaused && st.phase != phaseClosing {
 		want |= poller.Read
 	}
 	if st.waitWrite {
@@ -180,32 +251,38 @@ func (l *loop) setInterest(st *connState) {
 }
 
 // setTimer puts st in the deadline list that now governs it: idle while
-// nothing is queued, write while output waits, linger while lingering.
+// nothing is queued (quiet while the server drains), write while output
+// waits, linger while lingering.
 func (l *loop) setTimer(st *connState, which timerList) {
 	// A deadline counts from now, not from when the pass began: a long
 	// pass must not make a timeout fire early. The clock only moves
 	// forward, so appending keeps the lists sorted.
 	l.now = l.clock()
+	if which == timerIdle && l.draining {
+		which = timerQuiet
+	}
+	var list *deadline.List
 	switch which {
 	case timerIdle:
 		if l.cfg.IdleTimeout > 0 {
-			l.idle.Touch(&st.timer, l.now)
-			st.timerList = timerIdle
-			return
+			list = &l.idle
 		}
+	case timerQuiet:
+		list = &l.quiet
 	case timerWrite:
 		if l.cfg.WriteTimeout > 0 {
-			l.write.Touch(&st.timer, l.now)
-			st.timerList = timerWrite
-			return
+			list = &l.write
 		}
 	case timerLinger:
-		l.linger.Touch(&st.timer, l.now)
-		st.timerList = timerLinger
+		list = &l.linger
+	}
+	if list == nil {
+		st.timer.Remove()
+		st.timerList = timerNone
 		return
 	}
-	st.timer.Remove()
-	st.timerList = timerNone
+	list.Touch(&st.timer, l.now)
+	st.timerList = which
 }
 
 func (l *loop) setIdle(st *connState) { l.setTimer(st, timerIdle) }

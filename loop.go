@@ -29,6 +29,7 @@ const (
 	reqForce                       // close every connection now and exit
 	reqAccept                      // a slot freed: accept again if paused at the cap
 	reqHandoff                     // connections wait in handoffs
+	reqMemory                      // input memory freed: retry connections waiting for it
 )
 
 // loop is one event loop: a poller, the connections it watches, their
@@ -48,6 +49,10 @@ type loop struct {
 	conns  []*connState // indexed by descriptor
 	free   []*connState // closed states, reused before allocating
 	nconns int
+	gens   uint32 // the last generation issued: see nextGen
+	// cur is the connection whose handler callback is running, so that
+	// a panic in it closes that connection only (see contain).
+	cur *Conn
 
 	// Copies of the configuration the hot path reads, next to the loop's
 	// other fields rather than behind a pointer.
@@ -58,21 +63,28 @@ type loop struct {
 	vec  [][]byte
 	wv   sock.Vectored
 
-	idle, write, linger deadline.List
+	idle, quiet, write, linger deadline.List
 
 	acceptor sock.Acceptor
+	accept   func(lfd int) (int, sock.Addr, error) // acceptor.Accept; tests replace it
 	ln       listener
 	draining bool
-	// unread counts, for connections closing in a shutdown, the bytes the
-	// kernel had received but the loop had not read when the shutdown
-	// began: those are still read and answered.
-	unread    map[*connState]int
-	proxyWarn rateLimit
-	sizeWarn  rateLimit
+
+	// memWait lists, oldest first, the connections paused until the input
+	// budget has room (inbuf.go); memWaiting counts the live ones.
+	memWait    []connRef
+	memWaiting atomic.Int32
+
+	proxyWarn  rateLimit
+	sizeWarn   rateLimit
+	acceptWarn rateLimit
 
 	requests atomic.Uint32
 	sleeping atomic.Bool // in, or about to enter, a Wait that only a wakeup ends
 	load     atomic.Int64
+	// stopped is set, under outMu, once the loop has stopped: nothing
+	// handed to it after that would ever be adopted.
+	stopped bool
 
 	// outMu guards the output queues of this loop's connections and the
 	// queues below; Conn.Write and Conn.Close take it from any goroutine.
@@ -116,11 +128,14 @@ func newLoop(s *Server, id int, p poller.Poller) *loop {
 		lowWater:   int64(s.cfg.LowWater),
 		maxMessage: uint32(s.cfg.MaxMessage),
 	}
+	l.accept = l.acceptor.Accept
 	l.idle.Init(s.cfg.IdleTimeout)
+	l.quiet.Init(drainQuiet)
 	l.write.Init(s.cfg.WriteTimeout)
-	l.linger.Init(lingerTimeout)
-	l.proxyWarn.every = 10 * time.Second
-	l.sizeWarn.every = 10 * time.Second
+	l.linger.Init(lingerPoll)
+	l.proxyWarn.every = warnEvery
+	l.sizeWarn.every = warnEvery
+	l.acceptWarn.every = warnEvery
 	return l
 }
 
@@ -133,13 +148,13 @@ func (l *loop) run() error {
 	// goroutines' work on a shared thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer l.teardown()
 	l.now = l.clock()
 	for {
 		n, err := l.p.Wait(l.events, l.prepareWait())
 		l.sleeping.Store(false)
 		if err != nil {
 			l.log.Error("event loop failed", "err", err)
+			l.teardown()
 			return err
 		}
 		l.now = l.clock()
@@ -151,10 +166,23 @@ func (l *loop) run() error {
 		}
 		l.flushDirty()
 		l.expire()
-		if l.draining && l.nconns == 0 {
+		if l.draining && l.nconns == 0 && l.tryStop() {
+			l.teardown()
 			return nil
 		}
 	}
+}
+
+// nextGen issues a generation for a connection being opened. One counter
+// per loop, not one per state: a recycled state must never again carry a
+// tag that a stale event or handle of another incarnation could hold.
+// 0 (a free state) and the listener's tag are never issued.
+func (l *loop) nextGen() uint32 {
+	l.gens++
+	if l.gens == 0 || l.gens == listenerTag {
+		l.gens = 1
+	}
+	return l.gens
 }
 
 // prepareWait publishes the loop's figures and returns how long the next
@@ -186,7 +214,7 @@ func (l *loop) publishLocked() {
 // milliseconds, or -1 when nothing is due.
 func (l *loop) timeoutMs() int {
 	next := int64(math.MaxInt64)
-	for _, list := range [...]*deadline.List{&l.idle, &l.write, &l.linger} {
+	for _, list := range [...]*deadline.List{&l.idle, &l.quiet, &l.write, &l.linger} {
 		if at, ok := list.Next(); ok && at < next {
 			next = at
 		}
@@ -224,10 +252,10 @@ func (l *loop) post(req uint32) {
 // markDirtyLocked queues st for the next flush; outMu must be held. It
 // returns true when the caller should wake the loop.
 func (l *loop) markDirtyLocked(st *connState) bool {
-	if st.dirty {
+	if st.has(ctlDirty) {
 		return false
 	}
-	st.dirty = true
+	st.setCtl(ctlDirty)
 	l.dirty = append(l.dirty, connRef{st, st.gen})
 	return true
 }
@@ -239,6 +267,9 @@ func (l *loop) markDirty(st *connState) {
 }
 
 func (l *loop) dispatch(ev poller.Event) {
+	// One deferred recover per event, that is per read batch, not per
+	// frame: it costs nothing measurable on the hot path.
+	defer l.contain()
 	fd := int(ev.Fd)
 	if fd == l.ln.fd && ev.Tag == listenerTag {
 		l.acceptReady()
@@ -292,11 +323,7 @@ func (l *loop) serveRequests() {
 	}
 	if req&reqForce != 0 {
 		l.beginShutdown()
-		for _, st := range l.conns {
-			if st != nil {
-				l.closeNow(st, ReasonShutdown, ErrServerClosed)
-			}
-		}
+		l.closeAll()
 		return
 	}
 	if req&reqShutdown != 0 {
@@ -305,7 +332,21 @@ func (l *loop) serveRequests() {
 	if req&reqAccept != 0 {
 		l.resumeAfterCap()
 	}
+	if req&reqMemory != 0 {
+		l.retryMemoryWaiters()
+	}
 }
+
+// closeAll closes every connection at once, for a forced shutdown.
+func (l *loop) closeAll() {
+	for _, st := range l.conns {
+		if st != nil {
+			l.guard(st, closeForShutdown)
+		}
+	}
+}
+
+func closeForShutdown(l *loop, st *connState) { l.closeNow(st, ReasonShutdown, ErrServerClosed) }
 
 // flushDirty writes out every connection that was written to, or asked to
 // close, since the last pass.
@@ -320,44 +361,39 @@ func (l *loop) flushDirty() {
 		for i, r := range l.flushing {
 			// An entry is stale if its connection closed since, or was
 			// flushed already, right after the read that wrote to it.
-			if r.st.gen != r.gen || !r.st.dirty {
+			if r.st.gen != r.gen || !r.st.has(ctlDirty) {
 				l.flushing[i].st = nil
 			}
 		}
 		l.outMu.Unlock()
 		for _, r := range l.flushing {
 			if r.st != nil && r.st.gen == r.gen && r.st.phase != phaseFree {
-				l.flush(r.st, false)
+				l.guard(r.st, flushQueued)
 			}
 		}
 	}
 }
 
+func flushQueued(l *loop, st *connState) { l.flush(st, false) }
+
 // expire closes the connections whose deadlines have passed and retries a
 // paused accept. Only due entries are looked at: the lists are sorted.
 func (l *loop) expire() {
-	for e := l.idle.PopExpired(l.now); e != nil; e = l.idle.PopExpired(l.now) {
-		st := stateOf(e)
-		st.timerList = timerNone
-		l.closeNow(st, ReasonIdleTimeout, ErrIdleTimeout)
+	lists := [...]struct {
+		list    *deadline.List
+		expired func(*loop, *connState)
+	}{
+		{&l.idle, (*loop).idleExpired},
+		{&l.quiet, (*loop).quietExpired},
+		{&l.write, (*loop).writeExpired},
+		{&l.linger, (*loop).lingerExpired},
 	}
-	for e := l.write.PopExpired(l.now); e != nil; e = l.write.PopExpired(l.now) {
-		st := stateOf(e)
-		st.timerList = timerNone
-		// A socket reports writable only once about a third of its send
-		// buffer has drained, so a slow reader can make progress that the
-		// loop never hears of. Before calling it stuck, offer the socket
-		// more: if the kernel takes anything, the peer is reading.
-		gen, before := st.gen, l.stats.bytesOut
-		l.flush(st, true)
-		if st.gen == gen && l.stats.bytesOut == before {
-			l.closeNow(st, ReasonWriteTimeout, ErrWriteTimeout)
+	for _, x := range lists {
+		for e := x.list.PopExpired(l.now); e != nil; e = x.list.PopExpired(l.now) {
+			st := stateOf(e)
+			st.timerList = timerNone
+			l.guard(st, x.expired)
 		}
-	}
-	for e := l.linger.PopExpired(l.now); e != nil; e = l.linger.PopExpired(l.now) {
-		st := stateOf(e)
-		st.timerList = timerNone
-		l.closeNow(st, st.reason, st.reason.err())
 	}
 	if l.ln.retryAt != 0 && l.now >= l.ln.retryAt {
 		l.ln.retryAt = 0
@@ -365,20 +401,33 @@ func (l *loop) expire() {
 	}
 }
 
-// teardown releases what the loop still holds once it stops.
-func (l *loop) teardown() {
-	for _, st := range l.conns {
-		if st != nil {
-			l.closeNow(st, ReasonShutdown, ErrServerClosed)
-		}
+func (l *loop) idleExpired(st *connState) { l.closeNow(st, ReasonIdleTimeout, ErrIdleTimeout) }
+
+func (l *loop) writeExpired(st *connState) {
+	// A socket reports writable only once about a third of its send
+	// buffer has drained, so a slow reader can make progress that the
+	// loop never hears of. Before calling it stuck, offer the socket
+	// more: if the kernel takes anything, the peer is reading.
+	gen, before := st.gen, l.stats.bytesOut
+	l.flush(st, true)
+	if st.gen == gen && l.stats.bytesOut == before {
+		l.closeNow(st, ReasonWriteTimeout, ErrWriteTimeout)
 	}
+}
+
+// teardown releases what the loop still holds once it stops, and marks it
+// stopped so that no connection is handed to it any more.
+func (l *loop) teardown() {
+	l.closeAll()
 	l.closeListener()
 	l.outMu.Lock()
+	l.stopped = true
 	pending := l.handoffs
 	l.handoffs = nil
 	l.outMu.Unlock()
 	for _, h := range pending {
 		sock.Close(h.fd)
+		l.load.Add(-1)
 		l.srv.adm.release()
 	}
 	l.outMu.Lock()

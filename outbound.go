@@ -27,7 +27,7 @@ func (l *loop) flush(st *connState, writable bool) {
 		l.outMu.Unlock()
 		return
 	}
-	if st.closeRequested.Load() && st.phase < phaseClosing {
+	if st.has(ctlCloseRequested) && st.phase < phaseClosing {
 		st.phase, st.reason, st.readPaused = phaseClosing, ReasonLocal, false
 	}
 	gen := st.gen
@@ -35,7 +35,7 @@ func (l *loop) flush(st *connState, writable bool) {
 	blocked := st.waitWrite && !writable
 	for round := 0; round < writeRounds; round++ {
 		l.outMu.Lock()
-		st.dirty = false // this flush takes care of what was written so far
+		st.clearCtl(ctlDirty) // this flush takes care of what was written so far
 		var bufs [][]byte
 		var total int
 		if !blocked {
@@ -81,7 +81,7 @@ func (l *loop) flush(st *connState, writable bool) {
 		}
 	}
 	l.setInterest(st)
-	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 && l.unread[st] == 0 {
+	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 {
 		l.finishClose(st)
 	}
 }

@@ -1,7 +1,6 @@
 package frameloop
 
 import (
-	"github.com/frameloop/frameloop/internal/bufpool"
 	"github.com/frameloop/frameloop/internal/proxyhdr"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -17,25 +16,18 @@ func (l *loop) readProxy(st *connState) {
 		return
 	}
 	data := l.rbuf[:n]
-	var in *bufpool.Buf
 	if st.in != nil {
-		fill(st, data, len(st.in.B)+len(data))
-		in, data = st.in, st.in.B
-		st.in = nil
+		l.fill(st, data, len(st.in.B)+len(data))
+		data = st.in.B
 	}
 	hdr, used, err := proxyhdr.Parse(data)
 	switch {
 	case err == proxyhdr.ErrIncomplete:
-		if in == nil {
+		if st.in == nil {
 			l.stash(st, data, 0)
-		} else {
-			st.in = in
 		}
 		return
 	case err != nil:
-		if in != nil {
-			bufpool.Put(in)
-		}
 		if l.proxyWarn.allow(l.now) {
 			l.log.Warn("closing connection: bad PROXY header", "remote", st.conn.addr.String(),
 				"err", err, "suppressed", l.proxyWarn.takeSuppressed())
@@ -47,14 +39,18 @@ func (l *loop) readProxy(st *connState) {
 		st.conn.addr = sock.AddrFromAddrPort(hdr.Source)
 	}
 	st.phase = phaseOpen
+	if st.in != nil {
+		// The frames after the header are decoded from the header's
+		// buffer, which must not pass for an unfinished frame meanwhile.
+		in, charge := st.in, st.inCharge
+		st.in, st.inCharge = nil, 0
+		defer l.releaseDetached(in, charge)
+	}
 	gen := st.gen
 	l.greet(st)
-	if rest := data[used:]; len(rest) > 0 && st.gen == gen && st.phase == phaseOpen {
+	if rest := data[used:]; len(rest) > 0 && st.gen == gen && st.acceptsFrames() {
 		frames := l.stats.framesIn
 		l.consume(st, rest)
 		l.afterInput(st, frames)
-	}
-	if in != nil {
-		bufpool.Put(in)
 	}
 }

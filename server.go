@@ -20,6 +20,7 @@ type Server struct {
 	h     Handler
 	epoch time.Time
 	adm   admission
+	inmem inputBudget
 
 	mu     sync.Mutex
 	state  serverState
@@ -56,6 +57,7 @@ func New(h Handler, cfg Config) (*Server, error) {
 	s := &Server{cfg: rc, h: h, epoch: time.Now(), served: make(chan struct{})}
 	s.adm.max = int64(rc.MaxConns)
 	s.adm.resume = s.resumeAccepting
+	s.inmem.limit = max(rc.MaxInputMemory, 0)
 	return s, nil
 }
 
@@ -148,6 +150,7 @@ func (s *Server) Serve() error {
 		return err
 	}
 	s.loops = loops
+	s.inmem.loops = loops
 	s.handoff = len(loops) > 1 && len(s.lnFds) == 1
 	s.lnFds = nil // owned by the loops now
 	s.state = stateServing
@@ -210,21 +213,25 @@ func (s *Server) buildLoops() ([]*loop, error) {
 }
 
 // place gives an accepted connection to a loop: the accepting one when
-// every loop has its own listener, otherwise the least loaded one.
+// every loop has its own listener, otherwise the least loaded one. A loop
+// that has already stopped (it drained before the accepting loop saw the
+// shutdown) would never adopt it: the accepting loop keeps it then.
 func (s *Server) place(from *loop, fd int, addr sock.Addr) {
-	target := from
 	if s.handoff {
-		target = s.leastLoaded()
+		if target := s.leastLoaded(); target != from {
+			target.outMu.Lock()
+			if !target.stopped {
+				target.load.Add(1)
+				target.handoffs = append(target.handoffs, handoff{fd, addr})
+				target.outMu.Unlock()
+				target.post(reqHandoff)
+				return
+			}
+			target.outMu.Unlock()
+		}
 	}
-	target.load.Add(1)
-	if target == from {
-		from.open(fd, addr)
-		return
-	}
-	target.outMu.Lock()
-	target.handoffs = append(target.handoffs, handoff{fd, addr})
-	target.outMu.Unlock()
-	target.post(reqHandoff)
+	from.load.Add(1)
+	from.open(fd, addr)
 }
 
 func (s *Server) leastLoaded() *loop {
@@ -250,12 +257,19 @@ func (s *Server) resumeAccepting() {
 // connections close at once. If ctx ends first, the remaining connections
 // are closed at once and ctx's error is returned. Serve then returns
 // ErrServerClosed.
+//
+// Shutdown may be called more than once, from several goroutines: every
+// call waits for the drain (or its own ctx) the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	prev := s.state
 	s.state = stateClosed
 	loops := s.loops
-	if prev != stateServing {
+	switch {
+	case prev == stateClosed && loops != nil:
+		s.mu.Unlock()
+		return s.awaitDrain(ctx, loops)
+	case prev != stateServing:
 		s.closeListenersLocked()
 		s.mu.Unlock()
 		return nil
@@ -278,11 +292,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-stopped:
 		s.cfg.Logger.Info("shutting down", "accepting", false, "connections", s.adm.open.Load())
-		select {
-		case <-s.served:
-			return nil
-		case <-ctx.Done():
-		}
+	case <-ctx.Done():
+	}
+	return s.awaitDrain(ctx, loops)
+}
+
+// awaitDrain waits until Serve's loops have all returned; if ctx ends
+// first, it closes the remaining connections at once and returns ctx's
+// error.
+func (s *Server) awaitDrain(ctx context.Context, loops []*loop) error {
+	select {
+	case <-s.served:
+		return nil
 	case <-ctx.Done():
 	}
 	for _, l := range loops {
@@ -317,7 +338,10 @@ func (s *Server) Stats() Stats {
 		st.ReadPauses += sh.loop.readPauses
 		st.Backpressure += sh.backpressured
 		st.AcceptPaused = st.AcceptPaused || sh.loop.acceptPaused
+		st.Panics += sh.loop.panics
+		st.MemoryPauses += sh.loop.memPauses
 	}
+	st.InputMemory = s.inmem.used.Load()
 	return st
 }
 

@@ -3,7 +3,6 @@ package frameloop
 import (
 	"errors"
 	"syscall"
-	"time"
 )
 
 // CloseReason says why a connection closed.
@@ -19,12 +18,13 @@ const (
 	ReasonProxyHeader                     // a missing or malformed PROXY header
 	ReasonError                           // any other socket error
 	ReasonLocal                           // the application called Close
+	ReasonPanic                           // a handler callback panicked
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer_closed", "idle_timeout", "write_timeout", "oversize", "reset",
-	"shutdown", "proxy_header", "error", "local",
+	"shutdown", "proxy_header", "error", "local", "panic",
 }
 
 // String is the reason's metric label, e.g. "idle_timeout".
@@ -57,6 +57,8 @@ func (r CloseReason) err() error {
 		return ErrServerClosed
 	case ReasonProxyHeader:
 		return ErrBadProxyHeader
+	case ReasonPanic:
+		return ErrHandlerPanic
 	}
 	return nil
 }
@@ -80,6 +82,16 @@ type Stats struct {
 	ReadPauses   uint64 // times reading paused for a full output queue
 	Backpressure uint64 // writes refused with ErrBackpressure
 	AcceptPaused bool   // accepting is paused (connection cap, or out of descriptors)
+	// Panics counts handler callbacks that panicked. A panic in OnOpen or
+	// OnFrame also closes its connection (ReasonPanic); one in OnClose
+	// comes after the close.
+	Panics uint64
+	// InputMemory is the input the loops hold for frames not yet
+	// complete, in bytes, as charged to Config.MaxInputMemory.
+	InputMemory int64
+	// MemoryPauses counts the times a connection stopped being read
+	// because buffering its frame would pass Config.MaxInputMemory.
+	MemoryPauses uint64
 }
 
 // ClosedBy is the number of connections closed for reason r.
@@ -99,6 +111,8 @@ type loopStats struct {
 	bytesIn      uint64
 	bytesOut     uint64
 	readPauses   uint64
+	memPauses    uint64
+	panics       uint64
 	acceptPaused bool
 }
 
@@ -109,24 +123,3 @@ type sharedStats struct {
 	backpressured uint64
 }
 
-// rateLimit lets one log line through per period and counts the rest.
-type rateLimit struct {
-	every      time.Duration
-	next       int64
-	suppressed int
-}
-
-func (r *rateLimit) allow(now int64) bool {
-	if now < r.next {
-		r.suppressed++
-		return false
-	}
-	r.next = now + int64(r.every)
-	return true
-}
-
-func (r *rateLimit) takeSuppressed() int {
-	n := r.suppressed
-	r.suppressed = 0
-	return n
-}

@@ -15,13 +15,34 @@ func TestGetHasRoom(t *testing.T) {
 	}
 }
 
-func TestClassesArePowersOfTwo(t *testing.T) {
+func TestClassSizes(t *testing.T) {
 	tests := []struct{ n, want int }{
-		{0, 512}, {512, 512}, {513, 1024}, {65536, 65536}, {65537, 131072}, {1 << 24, 1 << 24}, {1<<24 + 1, 1<<24 + 1},
+		{0, 512}, {512, 512}, {513, 576}, {576, 576}, {577, 640}, {1023, 1024}, {1024, 1024},
+		{1025, 1152}, {65536, 65536}, {65537, 73728}, {1 << 20, 1 << 20}, {1<<20 + 4, 1<<20 + 1<<17},
+		{1 << 24, 1 << 24}, {1<<24 + 1, 1<<24 + 1},
 	}
 	for _, tt := range tests {
 		if got := ClassSize(tt.n); got != tt.want {
 			t.Errorf("ClassSize(%d) = %d, want %d", tt.n, got, tt.want)
+		}
+	}
+}
+
+// A buffer sized to a frame wastes at most an eighth of it, and classes
+// grow with the size asked for.
+func TestClassWasteIsAtMostAnEighth(t *testing.T) {
+	prev := 0
+	for n := 1; n <= 1<<24; n += 1 + n/97 {
+		c := ClassSize(n)
+		if c < n || (n > 512 && float64(c-n) > float64(n)/8) {
+			t.Fatalf("ClassSize(%d) = %d: wastes %d bytes", n, c, c-n)
+		}
+		if c < prev {
+			t.Fatalf("ClassSize(%d) = %d, smaller than the class of a smaller size (%d)", n, c, prev)
+		}
+		prev = c
+		if idx, size, _ := class(c); size != c || idx < 0 || idx >= len(pools) {
+			t.Fatalf("class(%d) = %d, %d: a class size must be its own class", c, idx, size)
 		}
 	}
 }

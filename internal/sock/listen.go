@@ -120,10 +120,18 @@ func LocalEndpoint(fd int, network string) (Endpoint, error) {
 	return Endpoint{}, fmt.Errorf("getsockname: unexpected address %T", sa)
 }
 
-// IsTemporaryAcceptError reports errors after which accept may simply be
-// called again: the connection was aborted or the call interrupted.
-func IsTemporaryAcceptError(err error) bool {
-	return err == unix.ECONNABORTED || err == unix.EINTR || err == unix.EPROTO
+// IsConnectionAcceptError reports accept errors that concern the one
+// connection being accepted, not the listener: it was aborted, a firewall
+// rule refused it (EPERM), or, as accept(2) on Linux warns, a network
+// error already pending on it was passed on. The next accept may succeed.
+func IsConnectionAcceptError(err error) bool {
+	switch err {
+	case unix.ECONNABORTED, unix.EINTR, unix.EPROTO, unix.EPERM, unix.ENETDOWN,
+		unix.ENETUNREACH, unix.EHOSTDOWN, unix.EHOSTUNREACH, unix.ENOPROTOOPT,
+		unix.EOPNOTSUPP, unix.ETIMEDOUT, unix.ECONNRESET:
+		return true
+	}
+	return isPlatformConnectionError(err)
 }
 
 // IsResourceError reports accept errors that mean the process or system is

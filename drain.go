@@ -1,0 +1,90 @@
+package frameloop
+
+import (
+	"time"
+
+	"github.com/frameloop/frameloop/internal/sock"
+)
+
+// The graceful shutdown of one loop. The contract (docs/behaviour.md,
+// "Graceful shutdown"): every frame a client finished sending before the
+// shutdown is answered, completely, then the client reads the end of the
+// stream; input keeps being read and answered while it keeps arriving.
+//
+// Counting what the kernel holds when the shutdown begins is not enough:
+// bytes a client has sent may still sit in its own send buffer, held back
+// by our receive window, and arrive only as we read. So a connection is
+// served as usual until it goes quiet — nothing queued, nothing unread,
+// and no byte arrived for drainQuiet — and only then closed, gracefully
+// (finishClose). Shutdown's context bounds the whole drain.
+
+// drainQuiet is how long a draining connection must stay silent before it
+// is closed: enough for bytes already in flight to arrive.
+const drainQuiet = 100 * time.Millisecond
+
+// beginShutdown stops accepting and starts draining.
+func (l *loop) beginShutdown() {
+	if l.draining {
+		return
+	}
+	l.draining = true
+	l.closeListener()
+	for _, st := range l.conns {
+		if st != nil {
+			l.guard(st, (*loop).drainConn)
+		}
+	}
+}
+
+// drainConn starts draining st. A connection with nothing in flight either
+// way closes at once; one waiting for its PROXY header has sent no frame.
+// Connections already closing finish as they were.
+func (l *loop) drainConn(st *connState) {
+	switch st.phase {
+	case phaseProxy:
+		l.closeNow(st, ReasonShutdown, ErrServerClosed)
+	case phaseOpen:
+		fd := int(st.fd)
+		if st.queued.Load() == 0 && st.in == nil && !st.readPaused && !st.waitWrite &&
+			sock.Unread(fd) == 0 && sock.Unsent(fd) == 0 {
+			l.closeNow(st, ReasonShutdown, ErrServerClosed)
+			return
+		}
+		if st.queued.Load() == 0 {
+			l.setIdle(st) // the quiet list, now
+		}
+	}
+}
+
+// quietExpired closes a draining connection that has been silent for
+// drainQuiet — unless bytes are waiting to be read after all (the loop has
+// not got to them yet, or reading is paused), in which case it waits on.
+func (l *loop) quietExpired(st *connState) {
+	if st.phase == phaseOpen && st.queued.Load() == 0 && sock.Unread(int(st.fd)) == 0 {
+		l.startClosing(st, ReasonShutdown)
+		return
+	}
+	l.setIdle(st)
+}
+
+// heard notes that bytes arrived on st: while draining, they restart its
+// quiet period.
+func (l *loop) heard(st *connState) {
+	if l.draining && st.timerList == timerQuiet {
+		l.setTimer(st, timerQuiet)
+	}
+}
+
+// tryStop reports whether a drained loop may stop, and if so marks it
+// stopped, under outMu: a connection handed to the loop before that is
+// adopted and drained first; one handed after is kept by the loop that
+// accepted it (Server.place).
+func (l *loop) tryStop() bool {
+	l.outMu.Lock()
+	defer l.outMu.Unlock()
+	if len(l.handoffs) > 0 {
+		return false
+	}
+	l.stopped = true
+	return true
+}

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package sock
+
+func isPlatformConnectionError(error) bool { return false }
