@@ -200,4 +200,3 @@ func (l *loop) closeListener() {
 	l.ln = listener{fd: -1}
 	l.srv.listening.Done()
 }
-

@@ -122,4 +122,3 @@ type sharedStats struct {
 	framesOut     uint64
 	backpressured uint64
 }
-
