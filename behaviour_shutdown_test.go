@@ -11,6 +11,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -390,4 +392,190 @@ func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
 			t.Errorf("Shutdown returned %v, want nil", r.err)
 		}
 	})
+}
+
+// Every frame a client finished sending before the shutdown is answered,
+// completely, and then the stream ends — including the frames that were
+// still in the client's own send buffer, held back by the server's
+// receive window, when the shutdown began (docs/behaviour.md, "Graceful
+// shutdown").
+func TestShutdownAnswersEveryFrameSentBeforeIt(t *testing.T) {
+	const frames, size = 100, 48 << 10
+	forEachLoopCount(t, []int{1, 2, 4}, func(t *testing.T, cfg frameloop.Config) {
+		ts := startServer(t, nil, cfg)
+		c := dial(t, ts.addr)
+		ts.waitStats(t, ioTimeout, "the connection accepted", func(st frameloop.Stats) bool { return st.Accepted == 1 })
+		var stream []byte
+		for i := range frames {
+			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+		}
+		// Without reading: the server pauses at its high-water mark and
+		// the rest waits in the kernels' buffers.
+		if err := writeAll(c, stream, ioTimeout); err != nil {
+			t.Fatalf("sending %d bytes without reading: %v", len(stream), err)
+		}
+		done := shutdownAsync(ts, 3*ioTimeout)
+		got, err := readUntilClosed(c, 3*ioTimeout)
+		if !bytes.Equal(got, stream) {
+			same := 0
+			for same < min(len(got), len(stream)) && got[same] == stream[same] {
+				same++
+			}
+			t.Fatalf("got %d bytes of replies (%.2f frames), equal to the frames sent for the first %d; want all %d bytes, then EOF (%v)",
+				len(got), float64(len(got))/(4+size), same, len(stream), err)
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("after every reply: %v, want EOF", err)
+		}
+		if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+			t.Errorf("Shutdown returned %v, want nil", r.err)
+		}
+	})
+}
+
+// A second Shutdown waits for the drain like the first, instead of
+// returning at once while connections are still being served.
+func TestShutdownCalledTwiceWaitsForTheDrain(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.HighWater = 16 << 20 // every reply queued at once
+		rec := newRecorder(t)
+		ts := startServer(t, rec, cfg)
+		c := dial(t, ts.addr)
+		const frames = 192
+		var stream []byte
+		for i := range frames {
+			stream = append(stream, frameOf(pattern(64<<10, uint64(i)))...)
+		}
+		if err := writeAll(c, stream, ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		ts.waitStats(t, ioTimeout, "every frame read", func(st frameloop.Stats) bool { return st.FramesIn == frames })
+		if q := rec.openFor(t, c, ioTimeout).Queued(); q < 1<<20 {
+			t.Fatalf("only %d bytes of replies queued before the shutdown: too few to test", q)
+		}
+
+		first := shutdownAsync(ts, 3*ioTimeout)
+		time.Sleep(20 * time.Millisecond)
+		second := shutdownAsync(ts, 3*ioTimeout)
+		select {
+		case r := <-second:
+			t.Fatalf("the second Shutdown returned %v after %v, while replies were still queued", r.err, r.took)
+		case <-time.After(200 * time.Millisecond):
+		}
+		got, err := readUntilClosed(c, 3*ioTimeout)
+		if !bytes.Equal(got, stream) || !errors.Is(err, io.EOF) {
+			t.Fatalf("got %d of %d bytes of replies, then %v", len(got), len(stream), err)
+		}
+		for i, done := range []<-chan shutdownResult{first, second} {
+			if r := awaitShutdown(t, done, 3*ioTimeout); r.err != nil {
+				t.Errorf("Shutdown %d returned %v, want nil", i+1, r.err)
+			}
+			select {
+			case <-ts.done:
+			default:
+				t.Errorf("Shutdown %d returned before Serve did", i+1)
+			}
+		}
+	})
+}
+
+// Shutdowns in the middle of a connection churn leak nothing: every
+// accepted connection is closed and reported, the connection count is back
+// to zero when Serve returns, and no descriptor stays open. With handoff,
+// a loop that has drained must not be handed a connection nobody adopts.
+// Not parallel: it counts the process's descriptors.
+func TestShutdownUnderConnectChurnLeaksNothing(t *testing.T) {
+	const cycles = 40
+	before := openDescriptors(t)
+	for _, v := range loopVariants(2, 4) {
+		if v.balance != "handoff" {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) {
+			for cycle := range cycles {
+				churnThenShutdown(t, v.config(), cycle)
+				if t.Failed() {
+					return
+				}
+			}
+		})
+	}
+	eventually(t, ioTimeout, func() bool { return openDescriptors(t) <= before },
+		"descriptors back to the %d open before the shutdowns (now %d)", before, openDescriptors(t))
+}
+
+func churnThenShutdown(t *testing.T, cfg frameloop.Config, cycle int) {
+	rec := newQuietRecorder()
+	srv, err := frameloop.New(rec, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	for range 8 {
+		clients.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := dialErr(addr)
+				if err != nil {
+					continue // refused: the listener is closed
+				}
+				writeFrame(c, []byte("churn"))
+				c.Close()
+			}
+		})
+	}
+	time.Sleep(time.Duration(5+cycle%10) * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), serveWait)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("cycle %d: Shutdown returned %v", cycle, err)
+	}
+	close(stop)
+	clients.Wait()
+	select {
+	case <-served:
+	case <-time.After(serveWait):
+		t.Fatalf("cycle %d: Serve did not return", cycle)
+	}
+	st := srv.Stats()
+	if st.Connections != 0 {
+		t.Errorf("cycle %d: Stats.Connections = %d after Serve returned, want 0 (%s)", cycle, st.Connections, fmtStats(&st))
+	}
+	if opened, closed := rec.counts(); opened != closed || uint64(opened) != st.Accepted {
+		t.Errorf("cycle %d: %d connections accepted, %d opened, %d closed", cycle, st.Accepted, opened, closed)
+	}
+}
+
+// quietRecorder counts OnOpen and OnClose, and echoes.
+type quietRecorder struct {
+	frameloop.EchoHandler
+	opened, closed atomic.Int64
+}
+
+func newQuietRecorder() *quietRecorder { return &quietRecorder{} }
+
+func (r *quietRecorder) OnOpen(*frameloop.Conn)         { r.opened.Add(1) }
+func (r *quietRecorder) OnClose(*frameloop.Conn, error) { r.closed.Add(1) }
+func (r *quietRecorder) counts() (int64, int64)         { return r.opened.Load(), r.closed.Load() }
+
+// openDescriptors counts the process's open descriptors.
+func openDescriptors(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("counting descriptors: %v", err)
+	}
+	return len(ents)
 }

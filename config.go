@@ -99,6 +99,13 @@ func DefaultConfig() Config {
 // DefaultMaxInputMemory is MaxInputMemory's default.
 const DefaultMaxInputMemory = 256 << 20
 
+// MinInputMemory is the smallest MaxInputMemory allowed with the given
+// MaxMessage: one maximum frame must fit the budget, or a client sending
+// one would wait for memory forever.
+func MinInputMemory(maxMessage int) int64 {
+	return int64(bufpool.ClassSize(maxMessage + frame.HeaderSize))
+}
+
 const (
 	maxMessageLimit = 1 << 30
 	defaultLow      = 32 << 10
@@ -185,9 +192,7 @@ func (c Config) resolve() (*config, error) {
 	if r.MaxQueued < minQueued {
 		return nil, fmt.Errorf("Config.MaxQueued must be at least HighWater + MaxMessage + 4 = %d, got %d", minQueued, c.MaxQueued)
 	}
-	// One maximum frame must fit the input budget, or a client sending
-	// one would wait for memory forever.
-	maxFrame := int64(bufpool.ClassSize(r.MaxMessage + frame.HeaderSize))
+	maxFrame := MinInputMemory(r.MaxMessage)
 	switch {
 	case r.MaxInputMemory == 0:
 		r.MaxInputMemory = max(DefaultMaxInputMemory, 2*maxFrame)

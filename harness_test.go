@@ -63,14 +63,22 @@ type serverVariant struct {
 	balance string
 }
 
-func serverVariants() []serverVariant {
+func serverVariants() []serverVariant { return loopVariants(1, 2) }
+
+// loopVariants is every backend × each loop count in counts (× balance
+// for more than one loop).
+func loopVariants(counts ...int) []serverVariant {
 	var vs []serverVariant
 	for _, b := range poller.Backends() {
-		vs = append(vs,
-			serverVariant{name: b + "/loops=1", backend: b, loops: 1},
-			serverVariant{name: b + "/loops=2/reuseport", backend: b, loops: 2, balance: "reuseport"},
-			serverVariant{name: b + "/loops=2/handoff", backend: b, loops: 2, balance: "handoff"},
-		)
+		for _, n := range counts {
+			if n == 1 {
+				vs = append(vs, serverVariant{name: b + "/loops=1", backend: b, loops: 1})
+				continue
+			}
+			for _, bal := range []string{"reuseport", "handoff"} {
+				vs = append(vs, serverVariant{name: fmt.Sprintf("%s/loops=%d/%s", b, n, bal), backend: b, loops: n, balance: bal})
+			}
+		}
 	}
 	return vs
 }
@@ -99,9 +107,19 @@ func forEachServerConfigSerially(t *testing.T, fn func(t *testing.T, cfg framelo
 	runVariants(t, false, fn)
 }
 
+// forEachLoopCount is forEachServerConfig over the given loop counts.
+func forEachLoopCount(t *testing.T, counts []int, fn func(t *testing.T, cfg frameloop.Config)) {
+	t.Helper()
+	runVariantList(t, loopVariants(counts...), true, fn)
+}
+
 func runVariants(t *testing.T, parallel bool, fn func(t *testing.T, cfg frameloop.Config)) {
 	t.Helper()
-	vs := serverVariants()
+	runVariantList(t, serverVariants(), parallel, fn)
+}
+
+func runVariantList(t *testing.T, vs []serverVariant, parallel bool, fn func(t *testing.T, cfg frameloop.Config)) {
+	t.Helper()
 	if len(vs) == 0 {
 		t.Fatal("poller.Backends() lists no backend")
 	}

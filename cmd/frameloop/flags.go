@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -72,13 +73,16 @@ func intFlag(fs *flag.FlagSet, name string, def, lo, hi int, usage string) *int 
 	return &v
 }
 
+// maxDuration bounds duration flags, as the library bounds its timeouts.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
 // durationFlag is a non-negative Go duration flag; 0 disables.
 func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
 	v := def
 	fs.Func(name, usage, func(s string) error {
 		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			return errors.New("want a duration such as 1500ms, 2s or 1m (0 disables)")
+		if err != nil || d < 0 || d > maxDuration {
+			return errors.New("want a duration such as 1500ms, 2s or 1m, at most 876000h (0 disables)")
 		}
 		v = d
 		return nil
@@ -105,4 +109,50 @@ func choiceFlag(fs *flag.FlagSet, name, def string, choices []string, usage stri
 
 func setDefault(fs *flag.FlagSet, name, def string) {
 	fs.Lookup(name).DefValue = def
+}
+
+// sizeFlag is a byte count: a whole number with an optional KiB, MiB or
+// GiB suffix, from lo to hi bytes.
+func sizeFlag(fs *flag.FlagSet, name string, def, lo, hi int64, usage string) *int64 {
+	v := def
+	fs.Func(name, usage, func(s string) error {
+		n, err := parseSize(s)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("want a size in bytes from %s to %s, such as 65536, 512KiB, 8MiB or 1GiB", formatSize(lo), formatSize(hi))
+		}
+		v = n
+		return nil
+	})
+	setDefault(fs, name, formatSize(def))
+	return &v
+}
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}}
+
+func parseSize(s string) (int64, error) {
+	shift := uint(0)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, shift = num, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return 0, errors.New("bad size")
+	}
+	return n << shift, nil
+}
+
+// formatSize spells n with the largest suffix that divides it.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -22,6 +22,7 @@ type statsCollector struct {
 
 	connections, accepted, closed, framesIn, framesOut        *prometheus.Desc
 	bytesIn, bytesOut, acceptPaused, readPauses, backpressure *prometheus.Desc
+	panics, inputMemory, memoryPauses                         *prometheus.Desc
 }
 
 func newStatsCollector(srv *frameloop.Server) *statsCollector {
@@ -40,12 +41,15 @@ func newStatsCollector(srv *frameloop.Server) *statsCollector {
 		acceptPaused: d("accept_paused", "1 while accepting is paused by the connection cap or by descriptor exhaustion."),
 		readPauses:   d("read_paused_total", "Times reading from a connection paused because its replies queued up (backpressure episodes)."),
 		backpressure: d("write_rejected_total", "Writes refused because a connection's queue was full."),
+		panics:       d("handler_panics_total", "Handler callbacks that panicked (each closes its connection, reason=\"panic\", unless it was OnClose)."),
+		inputMemory:  d("input_memory_bytes", "Input held for frames not yet complete, as charged to --max-input-memory."),
+		memoryPauses: d("input_memory_paused_total", "Times reading from a connection paused because its frame did not fit --max-input-memory."),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.closed, c.framesIn, c.framesOut,
-		c.bytesIn, c.bytesOut, c.acceptPaused, c.readPauses, c.backpressure} {
+		c.bytesIn, c.bytesOut, c.acceptPaused, c.readPauses, c.backpressure, c.panics, c.inputMemory, c.memoryPauses} {
 		ch <- d
 	}
 }
@@ -74,6 +78,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.acceptPaused, paused)
 	counter(c.readPauses, s.ReadPauses)
 	counter(c.backpressure, s.Backpressure)
+	counter(c.panics, s.Panics)
+	gauge(c.inputMemory, float64(s.InputMemory))
+	counter(c.memoryPauses, s.MemoryPauses)
 }
 
 // metricsServer serves /metrics over HTTP; the data path never sees it.

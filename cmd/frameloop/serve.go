@@ -37,6 +37,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	loops := intFlag(fs, "loops", runtime.NumCPU(), 1, 1024, "event loops (one goroutine each, locked to an OS thread)")
 	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
+	inmem := sizeFlag(fs, "max-input-memory", frameloop.DefaultMaxInputMemory, 0, 1<<40,
+		"most memory held for frames not yet complete, all connections together; 0: no bound")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
 	balance := choiceFlag(fs, "balance", "handoff", []string{"reuseport", "handoff"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
@@ -48,6 +50,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		}
 		return nil, err
 	}
+	if least := frameloop.MinInputMemory(*maxMessage); *inmem > 0 && *inmem < least {
+		return nil, fmt.Errorf("--max-input-memory must hold one frame of --max-message bytes: at least %d, got %d", least, *inmem)
+	}
 	cfg := def
 	cfg.Addr = *addr
 	cfg.MaxConns = *maxConns
@@ -58,6 +63,10 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	cfg.Backend = *backend
 	cfg.Balance = *balance
 	cfg.ProxyProtocol = *proxy
+	cfg.MaxInputMemory = *inmem
+	if *inmem == 0 {
+		cfg.MaxInputMemory = -1 // the flag's 0 is the library's "no bound"
+	}
 	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format}, nil
 }
 
