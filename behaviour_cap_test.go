@@ -15,8 +15,10 @@ import (
 
 func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 	const (
-		maxConns    = 3
-		idleTimeout = time.Second
+		maxConns = 3
+		// idleTimeout must leave time to fill the cap and see a waiter
+		// wait, even on a slow machine under -race.
+		idleTimeout = 3 * time.Second
 		// lingerTimeout is the library's bound on draining a connection it
 		// has finished with (config.go).
 		lingerTimeout = 2 * time.Second
@@ -135,7 +137,7 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 				}
 				expectNothing(t, waiter, quiet)
 				if p.reason == frameloop.ReasonIdleTimeout && time.Since(start) >= idleTimeout {
-					t.Skipf("too slow to observe the cap before the idle timeout (%v)", time.Since(start))
+					t.Fatalf("filling the cap took %v, longer than the idle timeout the test relies on: widen idleTimeout", time.Since(start))
 				}
 				ts.waitStats(t, ioTimeout, "paused at the cap", func(st frameloop.Stats) bool {
 					return st.AcceptPaused && st.Connections == maxConns

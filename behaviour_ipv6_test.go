@@ -13,7 +13,7 @@ import (
 func TestIPv6LoopbackEchoes(t *testing.T) {
 	probe, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		t.Fatalf("this test needs the IPv6 loopback, ::1: %v", err)
 	}
 	probe.Close()
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,5 +529,39 @@ func TestProxyHeaderThenOversize(t *testing.T) {
 		ts.waitStats(t, ioTimeout, "closed as oversize", func(st frameloop.Stats) bool {
 			return st.ClosedBy(frameloop.ReasonOversize) == 1
 		})
+	})
+}
+
+// closeOnOpen closes every connection in OnOpen and counts the frames it
+// is nevertheless given.
+type closeOnOpen struct {
+	*recorder
+	frames atomic.Int64
+}
+
+func (h *closeOnOpen) OnOpen(c *frameloop.Conn) {
+	h.recorder.OnOpen(c)
+	c.Close()
+}
+
+func (h *closeOnOpen) OnFrame(c *frameloop.Conn, p []byte) { h.frames.Add(1) }
+
+// Close from OnOpen means no frame is delivered — also the frames that
+// came in the same read as the PROXY header, decoded right after OnOpen.
+func TestProxyCloseInOnOpenStopsTheFramesOfTheSameRead(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		cfg.ProxyProtocol = true
+		h := &closeOnOpen{recorder: newRecorder(t)}
+		ts := startServer(t, h, cfg)
+		c := dial(t, ts.addr)
+		src := netip.MustParseAddrPort("192.0.2.7:4000")
+		hdr := ppV2Proxy(src, netip.MustParseAddrPort("198.51.100.1:443"))
+		if err := writeAll(c, append(hdr, append(frameOf([]byte("one")), frameOf([]byte("two"))...)...), ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, c, ioTimeout)
+		if n := h.frames.Load(); n != 0 {
+			t.Errorf("%d frames delivered to a connection closed in OnOpen", n)
+		}
 	})
 }

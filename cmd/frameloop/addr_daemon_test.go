@@ -16,7 +16,7 @@ import (
 func TestDaemonIPv6Loopback(t *testing.T) {
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("IPv6 loopback unavailable: %v", err)
+		t.Fatalf("this test needs the IPv6 loopback, ::1: %v", err)
 	}
 	ln.Close()
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {

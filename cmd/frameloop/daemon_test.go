@@ -756,3 +756,15 @@ func concurrently(t testing.TB, checks map[string]func() error) {
 		t.Errorf("%s: %v", name, err)
 	}
 }
+
+// requireTool returns the path of a program the test runs, or fails the
+// test: a missing tool is an install step (.ci/run installs pkg), never a
+// reason to skip.
+func requireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("this test runs %s, which is not installed (%v): install the %s package, as .ci/run does", name, err, pkg)
+	}
+	return path
+}

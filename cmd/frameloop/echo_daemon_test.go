@@ -76,10 +76,7 @@ print("ok")
 // runPythonClient runs the Python client against d, if python3 exists.
 func runPythonClient(t *testing.T, target string) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not found")
-	}
+	py := requireTool(t, "python3", "python3")
 	script := filepath.Join(t.TempDir(), "client.py")
 	if err := os.WriteFile(script, []byte(pythonClient), 0o644); err != nil {
 		t.Fatal(err)
@@ -95,9 +92,7 @@ func runPythonClient(t *testing.T, target string) {
 }
 
 func TestDaemonEchoPythonClient(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found")
-	}
+	requireTool(t, "python3", "python3")
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0")...)
 		runPythonClient(t, d.addr)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,10 +41,7 @@ func cpuTicks(pid int) (int64, error) {
 }
 
 func TestDaemonDescriptorExhaustion(t *testing.T) {
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("prlimit not found")
-	}
+	prlimit := requireTool(t, "prlimit", "util-linux")
 	backends := poller.Backends()
 	if testing.Short() {
 		backends = backends[:1]

@@ -44,15 +44,7 @@ const (
 // CI, which installs it (.ci/run): there a missing haproxy is a failure.
 func haproxyBinary(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("CI") == "" {
-		t.Skipf("haproxy is not installed (%v): skipping the end-to-end test behind HAProxy; CI installs it", err)
-	}
-	t.Fatalf("CI is set but haproxy is not installed (%v): .ci/run should have installed it", err)
-	return ""
+	return requireTool(t, "haproxy", "haproxy")
 }
 
 // hapEnvVar matches the variables deploy/haproxy.cfg takes: "${NAME-default}".

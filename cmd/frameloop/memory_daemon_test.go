@@ -103,3 +103,86 @@ func TestDaemonMemoryStaysBoundedWhileClientsPipelineWithoutReading(t *testing.T
 		}
 	}
 }
+
+// The attack --max-input-memory exists for: 64 clients each send all but
+// the last byte of a 1 MiB frame, wait, then send the last byte. Without a
+// bound the daemon would hold 64 unfinished frames (its RSS grew by 73 MiB
+// here); with 8 MiB it holds what fits, leaves the rest unread in the
+// kernel, and its RSS grows by a small multiple of the budget at most (the
+// Go heap may reach twice its live size, and pools keep buffers a while).
+// Every echo arrives intact.
+func TestDaemonInputMemoryBudgetHoldsAgainstUnfinishedFrames(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads RSS from /proc")
+	}
+	const (
+		clients   = 64
+		size      = 1 << 20
+		budget    = 8 << 20
+		maxGrowth = 4 * budget
+	)
+	d := startDaemon(t, "--addr", "127.0.0.1:0", "--loops", "2", "--max-input-memory", "8MiB",
+		"--idle-timeout", "0", "--write-timeout", "0", "--metrics-addr", "127.0.0.1:0")
+	warm := d.dial(t)
+	echo(t, warm, []byte("warm up"))
+	before := rss(t, d.pid())
+
+	goOn := make(chan struct{})
+	errs := make(chan error, clients)
+	for i := range clients {
+		c := d.dial(t)
+		frame := appendFrame(nil, pattern(size, i))
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+			if _, err := c.Write(frame[:len(frame)-1]); err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			<-goOn
+			if _, err := c.Write(frame[len(frame)-1:]); err != nil {
+				errs <- fmt.Errorf("client %d: last byte: %w", i, err)
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			got := make([]byte, len(frame))
+			if _, err := io.ReadFull(c, got); err != nil {
+				errs <- fmt.Errorf("client %d: reading the echo: %w", i, err)
+				return
+			}
+			if !bytes.Equal(got, frame) {
+				errs <- fmt.Errorf("client %d: the echo differs", i)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	// Wait until the daemon has paused every connection it cannot buffer:
+	// seven frames fit 8 MiB (each is charged 1.125 MiB, its size class).
+	eventually(t, 3*ioWait, func() error {
+		m, err := d.scrapeMetrics()
+		if err != nil {
+			return err
+		}
+		if p := m["frameloop_input_memory_paused_total"]; p < clients-7 {
+			return fmt.Errorf("%v connections paused for memory, want %d", p, clients-7)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // the loops settle
+	held := rss(t, d.pid())
+	m, _ := d.scrapeMetrics()
+	close(goOn)
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	after := rss(t, d.pid())
+	t.Logf("RSS %d MiB before, %d MiB with %d unfinished 1 MiB frames (input memory charged: %.1f MiB), %d MiB after every echo",
+		before>>20, held>>20, clients, m["frameloop_input_memory_bytes"]/(1<<20), after>>20)
+	for what, v := range map[string]int64{"while the frames were unfinished": held, "after every echo": after} {
+		if growth := v - before; growth > maxGrowth {
+			t.Errorf("RSS grew by %d MiB %s; the budget is %d MiB, the bound %d MiB", growth>>20, what, budget>>20, maxGrowth>>20)
+		}
+	}
+}

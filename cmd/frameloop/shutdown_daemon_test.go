@@ -8,14 +8,24 @@ package main
 // works like SIGTERM.
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/poller"
 )
 
 // A client pipelines 2000 frames of 1 KiB and reads the replies slowly.
@@ -347,6 +357,75 @@ func keepBusy(c net.Conn, seed int, stop <-chan struct{}) {
 		}
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
+		}
+	}
+}
+
+// drainClient is a client nobody here wrote: Python sends 100 frames of
+// 48 KiB without reading, says "sent" once sendall has returned, then reads
+// until the end of the stream and checks it got every echo, complete.
+const drainClient = `
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+payloads = [bytes([i]) * (48 << 10) for i in range(100)]
+stream = b"".join(struct.pack("<I", len(p)) + p for p in payloads)
+s.sendall(stream)
+print("sent", flush=True)
+got = bytearray()
+while True:
+    b = s.recv(1 << 20)
+    if not b:
+        break
+    got += b
+if bytes(got) != stream:
+    same = next((i for i in range(min(len(got), len(stream))) if got[i] != stream[i]), min(len(got), len(stream)))
+    sys.exit("got %d of %d bytes of echoes (%.2f frames), equal for the first %d, then EOF" % (len(got), len(stream), len(got) / (4 + (48 << 10)), same))
+print("ok")
+`
+
+// The drain answers every frame a client finished sending before SIGTERM
+// — those still in the client's send buffer too — completely, then EOF,
+// with any number of loops.
+func TestDaemonSIGTERMAnswersEverythingSentBeforeIt(t *testing.T) {
+	py := requireTool(t, "python3", "python3")
+	script := filepath.Join(t.TempDir(), "drain.py")
+	if err := os.WriteFile(script, []byte(drainClient), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, backend := range poller.Backends() {
+		for _, loops := range []int{1, 2, 4} {
+			t.Run(fmt.Sprintf("%s/loops=%d", backend, loops), func(t *testing.T) {
+				t.Parallel()
+				d := startDaemon(t, "--addr", "127.0.0.1:0", "--backend", backend, "--loops", strconv.Itoa(loops), "--shutdown-timeout", "20s")
+				host, port, _ := net.SplitHostPort(d.addr)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, py, script, host, port)
+				cmd.WaitDelay = 5 * time.Second
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				lines := bufio.NewScanner(out)
+				if !lines.Scan() || lines.Text() != "sent" {
+					cmd.Wait()
+					t.Fatalf("the client did not finish sending: %q %s", lines.Text(), stderr.String())
+				}
+				d.signal(syscall.SIGTERM)
+				lines.Scan()
+				last := lines.Text()
+				if err := cmd.Wait(); err != nil || last != "ok" {
+					t.Fatalf("client: %v %q %s", err, last, stderr.String())
+				}
+				if code, ok := d.waitExit(exitWait); !ok || code != 0 {
+					t.Fatalf("after SIGTERM: exited %v, status %d; want status 0", ok, code)
+				}
+			})
 		}
 	}
 }

@@ -58,13 +58,3 @@ func TestPutResetsAndIgnoresForeignSizes(t *testing.T) {
 	Put(&Buf{B: make([]byte, 0, 1000)}) // not a class size: dropped, no panic
 }
 
-func TestSteadyStateDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops items on purpose under the race detector")
-	}
-	Put(Get(4096))
-	allocs := testing.AllocsPerRun(1000, func() { Put(Get(4096)) })
-	if allocs > 0 {
-		t.Fatalf("Get/Put allocates %.1f times per call", allocs)
-	}
-}

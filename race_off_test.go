@@ -1,5 +1,0 @@
-//go:build !race
-
-package frameloop_test
-
-const raceEnabled = false
