@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.1: at most MaxConns connections are served at once; further ones
+// docs/behaviour.md §3.1: at most MaxConns connections are served at once; further ones
 // wait in the kernel's backlog and are served as soon as a slot frees,
 // whatever freed it. Nothing is dropped at the limit.
 

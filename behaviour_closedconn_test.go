@@ -1,6 +1,6 @@
 package frameloop_test
 
-// docs/behaviour.md, "Conn": Close returns ErrClosed once the connection is
+// docs/behaviour.md §6.1: Close returns ErrClosed once the connection is
 // closing, whoever decided it; Write returns ErrClosed once nothing written
 // could be sent any more — after Close, once the write side is shut, once
 // closed. Neither ever returns nil and drops the data.

@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §1: however frames are cut into reads, and however many share one,
+// docs/behaviour.md §1: however frames are cut into reads, and however many share one,
 // every frame is answered with its payload, byte-exact and in order.
 
 import (

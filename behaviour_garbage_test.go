@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.3: no input, however malformed, crashes the server or affects
+// docs/behaviour.md §4: no input, however malformed, crashes the server or affects
 // other connections.
 
 import (

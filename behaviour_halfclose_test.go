@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.5: a client that sends frames and then shuts down its write side
+// docs/behaviour.md §5: a client that sends frames and then shuts down its write side
 // still receives every reply; the server then closes the connection.
 
 import (

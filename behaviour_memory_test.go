@@ -1,6 +1,6 @@
 package frameloop_test
 
-// docs/behaviour.md, "Input memory": the input all connections hold for
+// docs/behaviour.md §3.5: the input all connections hold for
 // unfinished frames is bounded by Config.MaxInputMemory. A connection whose
 // frame does not fit stops being read until memory is freed; it is not
 // closed, and no one deadlocks: a frame that completes frees its charge for

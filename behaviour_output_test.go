@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.4: a client that sends faster than it reads is paused, not
+// docs/behaviour.md §3.4: a client that sends faster than it reads is paused, not
 // disconnected, and gets every reply; one whose replies make no progress
 // for WriteTimeout is closed; neither affects anyone else.
 

@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.3: a header announcing more than MaxMessage closes the
+// docs/behaviour.md §3.3: a header announcing more than MaxMessage closes the
 // connection at once, without buffering the announced size, after the
 // replies to the frames before it.
 

@@ -1,6 +1,6 @@
 package frameloop_test
 
-// docs/behaviour.md, "Handler panics": a panic in OnOpen, OnFrame or
+// docs/behaviour.md §6: a panic in OnOpen, OnFrame or
 // OnClose closes that connection only (reason panic), is logged once with
 // its stack and counted; the loop keeps serving everyone else.
 

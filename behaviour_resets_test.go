@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.5: a client reset (RST) at any moment affects no other
+// docs/behaviour.md §4: a client reset (RST) at any moment affects no other
 // connection.
 
 import (

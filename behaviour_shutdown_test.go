@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.6: Shutdown stops accepting, finishes the frames already
+// docs/behaviour.md §7: Shutdown stops accepting, finishes the frames already
 // received, delivers their replies, closes each connection once it has
 // nothing left to send; after its context ends it closes the rest.
 
@@ -397,8 +397,7 @@ func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
 // Every frame a client finished sending before the shutdown is answered,
 // completely, and then the stream ends — including the frames that were
 // still in the client's own send buffer, held back by the server's
-// receive window, when the shutdown began (docs/behaviour.md, "Graceful
-// shutdown").
+// receive window, when the shutdown began (docs/behaviour.md §7).
 func TestShutdownAnswersEveryFrameSentBeforeIt(t *testing.T) {
 	const frames, size = 100, 48 << 10
 	forEachLoopCount(t, []int{1, 2, 4}, func(t *testing.T, cfg frameloop.Config) {

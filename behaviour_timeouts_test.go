@@ -1,6 +1,6 @@
 package frameloop_test
 
-// SPEC §3.2: a connection's deadline is set when it is accepted and pushed
+// docs/behaviour.md §3.2: a connection's deadline is set when it is accepted and pushed
 // forward only by complete frames; past it the connection is closed.
 
 import (

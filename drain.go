@@ -6,8 +6,7 @@ import (
 	"github.com/frameloop/frameloop/internal/sock"
 )
 
-// The graceful shutdown of one loop. The contract (docs/behaviour.md,
-// "Graceful shutdown"): every frame a client finished sending before the
+// The graceful shutdown of one loop. The contract (docs/behaviour.md §7): every frame a client finished sending before the
 // shutdown is answered, completely, then the client reads the end of the
 // stream; input keeps being read and answered while it keeps arriving.
 //

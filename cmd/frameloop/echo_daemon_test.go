@@ -4,7 +4,7 @@ package main
 
 // Echo through the real daemon, from clients in another process and
 // language (Python) and from Go: split, coalesced, zero-length and
-// maximum-size frames. SPEC §1 and §3.3.
+// maximum-size frames. docs/behaviour.md §1 and §3.3.
 
 import (
 	"bytes"
@@ -58,7 +58,7 @@ for p in payloads:                       # one at a time
     if got != p:
         sys.exit("echo of %d bytes differs: got %d bytes" % (len(p), len(got)))
 # Pipelined: a thread sends while the main thread reads, since the server
-# stops reading from a client whose replies back up (SPEC 3.4).
+# stops reading from a client whose replies back up (docs/behaviour.md §3.4).
 sender = threading.Thread(target=s.sendall, args=(b"".join(struct.pack("<I", len(p)) + p for p in payloads * 20),))
 sender.start()
 for i, p in enumerate(payloads * 20):

@@ -2,7 +2,7 @@
 
 package main
 
-// Descriptor exhaustion (SPEC §3.7): under a 64-descriptor limit the
+// Descriptor exhaustion (docs/behaviour.md §8): under a 64-descriptor limit the
 // daemon pauses accepting without spinning, keeps serving its connections,
 // logs the pause once, and accepts the waiting clients once descriptors
 // free up.

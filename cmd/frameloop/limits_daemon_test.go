@@ -2,7 +2,7 @@
 
 package main
 
-// The daemon's limits from the outside: the connection cap (SPEC §3.1),
+// The daemon's limits from the outside: the connection cap (docs/behaviour.md §3.1),
 // the idle timeout (§3.2) and the write timeout (§3.4).
 
 import (

@@ -56,7 +56,7 @@ func pushUntilStalled(t *testing.T, c net.Conn, stream []byte, quiet time.Durati
 	return off
 }
 
-// SPEC §3.4: memory per connection stays bounded whatever a client sends.
+// docs/behaviour.md §3.4: memory per connection stays bounded whatever a client sends.
 // Clients pipeline 64 MiB each without reading; the daemon's RSS must not
 // follow. What it may hold per connection is about one read (64 KiB), one
 // frame and its queued replies (the high-water mark, 64 KiB, plus one

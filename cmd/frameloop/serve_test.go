@@ -4,7 +4,7 @@ package main
 
 // The command line of `frameloop serve` from the outside: bad flags exit 2
 // with one line, bind failures exit 1 with one line, good flags in either
-// GNU form start the server. SPEC §2.
+// GNU form start the server. docs/behaviour.md §2.
 
 import (
 	"io"

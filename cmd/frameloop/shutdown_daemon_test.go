@@ -2,7 +2,7 @@
 
 package main
 
-// Graceful shutdown from the outside (SPEC §3.6): replies in flight are
+// Graceful shutdown from the outside (docs/behaviour.md §7): replies in flight are
 // delivered, new connections are refused, the drain is bounded by
 // --shutdown-timeout, idle clients do not hold the exit up, and SIGINT
 // works like SIGTERM.
@@ -100,7 +100,7 @@ func TestDaemonSIGTERMDeliversRepliesInFlight(t *testing.T) {
 }
 
 // The requests that reached the daemon's host before SIGTERM count as
-// received (SPEC §3.6: "finishes the frames already received"), whether or
+// received (docs/behaviour.md §7: every frame a client finished sending is answered), whether or
 // not the daemon had read them from its socket yet: it stops reading from
 // a client whose replies back up (§3.4), so at SIGTERM they may wait in its
 // socket buffer. Each must still be answered.
