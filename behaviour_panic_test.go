@@ -18,10 +18,10 @@ import (
 // panicky echoes, and panics where it is told to.
 type panicky struct {
 	*recorder
-	mu           sync.Mutex
-	openPanics   int // the next OnOpen calls that panic
-	closePanics  int // the next OnClose calls that panic
-	delivered    []string // payloads of the frames seen, but the bystander's
+	mu          sync.Mutex
+	openPanics  int      // the next OnOpen calls that panic
+	closePanics int      // the next OnClose calls that panic
+	delivered   []string // payloads of the frames seen, but the bystander's
 }
 
 func (p *panicky) OnOpen(c *frameloop.Conn) {

@@ -57,4 +57,3 @@ func TestPutResetsAndIgnoresForeignSizes(t *testing.T) {
 	}
 	Put(&Buf{B: make([]byte, 0, 1000)}) // not a class size: dropped, no panic
 }
-
