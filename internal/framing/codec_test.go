@@ -484,6 +484,12 @@ func TestPrefixAndMisuse(t *testing.T) {
 			t.Errorf("LengthValue(% x) ok", b)
 		}
 	}
+	for spec, want := range map[string]uint64{"u24be": 0x010203, "u24le": 0x030201, "u16be": 0x0102, "grpc": 0x02030405, "mysql": 0x030201} {
+		s, _ := framing.ParseSpec(spec)
+		if v, ok := mustNew(t, s, 10).LengthValue([]byte{1, 2, 3, 4, 5}); !ok || v != want {
+			t.Errorf("%s: LengthValue = %#x, %v; want %#x", spec, v, ok, want)
+		}
+	}
 	u, _ := framing.ParseSpec("u64be")
 	f = mustNew(t, u, 10)
 	if v, ok := f.LengthValue(bytes.Repeat([]byte{0xff}, 8)); !ok || v != math.MaxUint64 {

@@ -140,6 +140,9 @@ func FuzzNext(f *testing.F) {
 			if got.h <= ff.Offset() || got.h > ff.MaxHeader() || got.n-got.h > max {
 				t.Fatalf("frame n=%d h=%d out of bounds", got.n, got.h)
 			}
+			if v, ok := ff.LengthValue(buf); !ok || int64(v)+s.Adjust != int64(got.n-got.h) {
+				t.Fatalf("LengthValue = %d, %v for a %d-byte body", v, ok, got.n-got.h)
+			}
 			buf = buf[got.n:]
 		}
 	})
