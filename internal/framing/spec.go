@@ -92,8 +92,9 @@ const (
 	ruleOrder     = "order must be le or be"
 	ruleAdjust    = "adjust must be from -1048576 to 1048576"
 	ruleVarintMax = "varint-max must be 1 to 10"
-	keyList       = "length, order, offset, adjust, varint-max"
 )
+
+var keys = []string{"length", "order", "offset", "adjust", "varint-max"}
 
 // ParseSpec parses a preset name (see Presets) or a comma-separated list of
 // key=value pairs:
@@ -120,19 +121,19 @@ func ParseSpec(s string) (Spec, error) {
 		}
 		return Spec{}, fmt.Errorf("framing: unknown preset %q (presets: %s)", name, strings.Join(Presets(), ", "))
 	}
-	var (
-		spec   = Spec{Length: 4}
-		order  = ""
-		seen   = map[string]bool{}
-		hasMax = false
-	)
+	spec := Spec{Length: 4, BigEndian: true}
+	seen := map[string]bool{}
 	for _, item := range items {
-		key, val, ok := strings.Cut(strings.TrimSpace(item), "=")
+		key, val, ok := strings.Cut(item, "=")
+		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
 		if !ok {
 			if item = strings.TrimSpace(item); item == "" {
 				return Spec{}, fmt.Errorf("framing: empty item in %q", s)
 			}
 			return Spec{}, fmt.Errorf("framing: %q is not key=value (a preset must stand alone)", item)
+		}
+		if !slices.Contains(keys, key) {
+			return Spec{}, fmt.Errorf("framing: unknown key %q (keys: %s)", key, strings.Join(keys, ", "))
 		}
 		if seen[key] {
 			return Spec{}, fmt.Errorf("framing: duplicate key %q", key)
@@ -153,7 +154,7 @@ func ParseSpec(s string) (Spec, error) {
 			if val != "le" && val != "be" {
 				err = errors.New(ruleOrder)
 			}
-			order = val
+			spec.BigEndian = val == "be"
 		case "offset":
 			spec.Offset, err = parseInt(val, 0, MaxOffset, ruleOffset)
 		case "adjust":
@@ -162,18 +163,14 @@ func ParseSpec(s string) (Spec, error) {
 			spec.Adjust = int64(a)
 		case "varint-max":
 			spec.VarintMax, err = parseInt(val, 1, MaxVarintLen, ruleVarintMax)
-			hasMax = true
-		default:
-			return Spec{}, fmt.Errorf("framing: unknown key %q (keys: %s)", key, keyList)
 		}
 		if err != nil {
 			return Spec{}, fmt.Errorf("framing: %v, got %q", err, val)
 		}
 	}
-	if hasMax && spec.Length != LengthVarint {
+	if seen["varint-max"] && spec.Length != LengthVarint {
 		return Spec{}, fmt.Errorf("framing: varint-max applies only to length=varint, got length=%d", spec.Length)
 	}
-	spec.BigEndian = order != "le"
 	spec = spec.normal()
 	if err := spec.validate(); err != nil {
 		return Spec{}, err

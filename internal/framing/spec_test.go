@@ -37,7 +37,7 @@ func TestParseSpec(t *testing.T) {
 		{"length=varint,order=be", framing.Spec{Length: V, VarintMax: 5}},
 		{"length=varint,varint-max=10", framing.Spec{Length: V, VarintMax: 10}},
 		{"varint-max=1,length=varint", framing.Spec{Length: V, VarintMax: 1}},
-		{"offset=1, length=4, order=be, adjust=-4", framing.Spec{Offset: 1, Length: 4, BigEndian: true, Adjust: -4}},
+		{"offset = 1, length=4 ,order=be, adjust=-4", framing.Spec{Offset: 1, Length: 4, BigEndian: true, Adjust: -4}},
 		{"offset=16,adjust=+1048576", framing.Spec{Offset: 16, Length: 4, BigEndian: true, Adjust: 1 << 20}},
 		{"adjust=-1048576", framing.Spec{Length: 4, BigEndian: true, Adjust: -1 << 20}},
 		{"length=3,order=le,adjust=-1048576", framing.Spec{Length: 3, Adjust: -1 << 20}},
@@ -79,6 +79,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"length=4,,order=le", `framing: empty item in "length=4,,order=le"`},
 		{"length=4,", `framing: empty item`},
 		{"=4", `framing: unknown key "" (keys:`},
+		{"lenght=4,lenght=4", `framing: unknown key "lenght"`},
 	}
 	for _, tt := range tests {
 		_, err := framing.ParseSpec(tt.in)
