@@ -321,12 +321,16 @@ func (f *Format) Append(dst, prefix, body []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	m := len(dst)
-	h := f.hdr
-	if f.kind == varint {
-		h = f.off + varintLen(v)
+	if f.fast {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(v))
+	} else {
+		h := f.hdr
+		if f.kind == varint {
+			h = f.off + varintLen(v)
+		}
+		m := len(dst)
+		dst = slices.Grow(dst, h+len(body))[:m+h]
+		f.put(dst[m:], prefix, v)
 	}
-	dst = slices.Grow(dst, h+len(body))[:m+h]
-	f.put(dst[m:], prefix, v)
 	return append(dst, body...), nil
 }
