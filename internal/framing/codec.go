@@ -41,7 +41,7 @@ const (
 // Format may serve any number of goroutines.
 type Format struct {
 	// fast marks plain u32le (no prefix, no adjustment), the default,
-	// which Next decodes without going through the general path.
+	// which Next and Append handle first, in internal/frame's steps.
 	fast    bool
 	kind    kind
 	off     int    // prefix size
