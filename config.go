@@ -7,10 +7,11 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/frameloop/frameloop/internal/bufpool"
-	"github.com/frameloop/frameloop/internal/frame"
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -28,8 +29,13 @@ type Config struct {
 	// kernel's backlog until a slot frees. Default 4096.
 	MaxConns int
 
-	// MaxMessage is the largest payload accepted, in bytes. A header
-	// announcing more closes the connection. Default 1 MiB; at most 1 GiB.
+	// Framing is the wire format: see Framing. The zero value is a 4-byte
+	// little-endian length, then the body.
+	Framing Framing
+
+	// MaxMessage is the largest body accepted, in bytes, the framing's
+	// adjustment applied. A header announcing more closes the connection.
+	// Default 1 MiB; at most 1 GiB.
 	MaxMessage int
 
 	// IdleTimeout closes a connection that completes no frame for this
@@ -103,7 +109,7 @@ const DefaultMaxInputMemory = 256 << 20
 // MaxMessage: one maximum frame must fit the budget, or a client sending
 // one would wait for memory forever.
 func MinInputMemory(maxMessage int) int64 {
-	return int64(bufpool.ClassSize(maxMessage + frame.HeaderSize))
+	return int64(bufpool.ClassSize(maxMessage + framing.MaxOffset + framing.MaxVarintLen))
 }
 
 const (
@@ -123,6 +129,9 @@ const (
 type config struct {
 	Config
 	endpoint sock.Endpoint
+	// format decodes with MaxMessage as the limit; outFormat encodes
+	// replies, which may be larger (MaxQueued bounds them).
+	format, outFormat *framing.Format
 }
 
 func (c Config) resolve() (*config, error) {
@@ -147,6 +156,10 @@ func (c Config) resolve() (*config, error) {
 	if r.MaxMessage < 0 || r.MaxMessage > maxMessageLimit {
 		return nil, fmt.Errorf("Config.MaxMessage must be from 1 to %d bytes, got %d", maxMessageLimit, c.MaxMessage)
 	}
+	if r.format, err = framing.New(r.Framing, r.MaxMessage); err != nil {
+		return nil, fmt.Errorf("Config.Framing: %v", strings.TrimPrefix(err.Error(), "framing: "))
+	}
+	r.outFormat, _ = framing.New(r.Framing, framing.MaxBody)
 	if r.IdleTimeout < 0 || r.IdleTimeout > maxTimeout {
 		return nil, fmt.Errorf("Config.IdleTimeout must be from 0 to %v, got %v", maxTimeout, c.IdleTimeout)
 	}
@@ -185,20 +198,21 @@ func (c Config) resolve() (*config, error) {
 	if r.LowWater < 0 || r.HighWater < r.LowWater {
 		return nil, fmt.Errorf("Config.LowWater and HighWater must satisfy 0 < LowWater <= HighWater, got %d and %d", r.LowWater, r.HighWater)
 	}
-	minQueued := r.HighWater + r.MaxMessage + 4
+	maxFrame := r.MaxMessage + r.format.MaxHeader()
+	minQueued := r.HighWater + maxFrame
 	if r.MaxQueued == 0 {
-		r.MaxQueued = max(4<<20, r.HighWater+2*(r.MaxMessage+4))
+		r.MaxQueued = max(4<<20, r.HighWater+2*maxFrame)
 	}
 	if r.MaxQueued < minQueued {
-		return nil, fmt.Errorf("Config.MaxQueued must be at least HighWater + MaxMessage + 4 = %d, got %d", minQueued, c.MaxQueued)
+		return nil, fmt.Errorf("Config.MaxQueued must be at least HighWater + one maximum frame = %d, got %d", minQueued, c.MaxQueued)
 	}
-	maxFrame := MinInputMemory(r.MaxMessage)
+	leastInput := MinInputMemory(r.MaxMessage)
 	switch {
 	case r.MaxInputMemory == 0:
-		r.MaxInputMemory = max(DefaultMaxInputMemory, 2*maxFrame)
-	case r.MaxInputMemory > 0 && r.MaxInputMemory < maxFrame:
+		r.MaxInputMemory = max(DefaultMaxInputMemory, 2*leastInput)
+	case r.MaxInputMemory > 0 && r.MaxInputMemory < leastInput:
 		return nil, fmt.Errorf("Config.MaxInputMemory must hold at least one maximum frame (%d bytes with MaxMessage %d), got %d",
-			maxFrame, r.MaxMessage, c.MaxInputMemory)
+			leastInput, r.MaxMessage, c.MaxInputMemory)
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -7,7 +7,7 @@ import (
 
 	"github.com/frameloop/frameloop/internal/bufpool"
 	"github.com/frameloop/frameloop/internal/deadline"
-	"github.com/frameloop/frameloop/internal/frame"
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -35,20 +35,57 @@ func (c *Conn) Context() any { return c.ctx }
 // SetContext stores a value of the application's with the connection.
 func (c *Conn) SetContext(v any) { c.ctx = v }
 
-// Write queues payload as one frame. It copies payload, so the caller may
-// reuse it at once. Frames written by one goroutine to one connection are
-// sent in the order of the calls. Nothing is sent before the handler
-// returns: the loop flushes each connection's queue once per pass, with one
-// write for all the frames queued in that pass.
+// Write queues body as one frame, in the connection's framing, with a
+// prefix of zero bytes if the framing has one (see WriteFrame). It copies
+// body, so the caller may reuse it at once. Frames written by one
+// goroutine to one connection are sent in the order of the calls. Nothing
+// is sent before the handler returns: the loop flushes each connection's
+// queue once per pass, with one write for all the frames queued in that
+// pass.
 //
-// Write fails with ErrClosed once the connection is closed or closing, and
-// with ErrBackpressure when the queue holds too much already (see
-// Config.MaxQueued); nothing is queued then.
-func (c *Conn) Write(payload []byte) error {
+// Write fails with ErrClosed once nothing written could be sent any more
+// (after Close, once the write side is shut, once closed), with
+// ErrBackpressure when the queue holds too much already (see
+// Config.MaxQueued), and with ErrTooLarge for a body the framing cannot
+// express or the queue could never hold; nothing is queued then.
+func (c *Conn) Write(body []byte) error { return c.write(nil, body, nil) }
+
+// WriteFrame queues a frame with the given prefix — exactly
+// Framing.Offset bytes, or ErrBadPrefix — and body: the frame's length
+// field is computed. Otherwise it is Write.
+func (c *Conn) WriteFrame(prefix, body []byte) error {
+	if prefix == nil || len(prefix) != c.st.l.format.Offset() {
+		return ErrBadPrefix
+	}
+	return c.write(prefix, body, nil)
+}
+
+// WriteRaw queues bytes that already form exactly one frame in the
+// connection's framing, as they are: to forward or echo a frame unchanged
+// (Conn.Frame().Raw), or to write one encoded frame to many connections.
+// Bytes that are not one whole frame fail with ErrBadFrame. Otherwise it
+// is Write.
+func (c *Conn) WriteRaw(frame []byte) error {
+	if n, _, _, err := c.st.l.outFormat.Next(frame); err != nil || n != len(frame) {
+		return ErrBadFrame
+	}
+	return c.write(nil, nil, frame)
+}
+
+// write queues one frame: prefix and body, or raw bytes already framed.
+func (c *Conn) write(prefix, body, raw []byte) error {
 	st := c.st
 	l := st.l
-	size := int64(frame.HeaderSize + len(payload))
-	if size > l.maxQueued || uint64(len(payload)) > frame.MaxPayload {
+	var hdr int
+	size := len(raw)
+	if raw == nil {
+		var err error
+		if hdr, err = l.outFormat.HeaderLen(len(body)); err != nil {
+			return ErrTooLarge
+		}
+		size = hdr + len(body)
+	}
+	if int64(size) > l.maxQueued {
 		return ErrTooLarge
 	}
 	l.outMu.Lock()
@@ -56,13 +93,17 @@ func (c *Conn) Write(payload []byte) error {
 		l.outMu.Unlock()
 		return ErrClosed
 	}
-	if st.queued.Load()+size > l.maxQueued {
+	if st.queued.Load()+int64(size) > l.maxQueued {
 		l.shared.backpressured++
 		l.outMu.Unlock()
 		return ErrBackpressure
 	}
-	st.appendFrame(payload)
-	st.queued.Add(size)
+	if raw != nil {
+		st.appendBytes(raw)
+	} else {
+		st.appendFrame(l.outFormat, prefix, body, hdr)
+	}
+	st.queued.Add(int64(size))
 	l.shared.framesOut++
 	wake := l.markDirtyLocked(st)
 	l.outMu.Unlock()
@@ -223,21 +264,22 @@ func (st *connState) acceptsFrames() bool {
 	return false
 }
 
-// appendFrame copies a frame into the output queue; outMu must be held.
-func (st *connState) appendFrame(payload []byte) {
-	if t := st.outTail; t != nil && cap(t.B)-len(t.B) >= frame.HeaderSize+len(payload) {
+// appendFrame copies a frame, whose header is hdr bytes, into the output
+// queue; outMu must be held.
+func (st *connState) appendFrame(f *framing.Format, prefix, body []byte, hdr int) {
+	if t := st.outTail; t != nil && cap(t.B)-len(t.B) >= hdr+len(body) {
 		// The common case, a frame that fits the current chunk: one check,
 		// two copies.
 		n := len(t.B)
-		t.B = t.B[:n+frame.HeaderSize+len(payload)]
-		frame.PutHeader(t.B[n:], len(payload))
-		copy(t.B[n+frame.HeaderSize:], payload)
+		t.B = t.B[:n+hdr+len(body)]
+		f.PutHeader(t.B[n:], prefix, len(body))
+		copy(t.B[n+hdr:], body)
 		return
 	}
-	var hdr [frame.HeaderSize]byte
-	frame.PutHeader(hdr[:], len(payload))
-	st.appendBytes(hdr[:])
-	st.appendBytes(payload)
+	var h [framing.MaxOffset + framing.MaxVarintLen]byte
+	f.PutHeader(h[:], prefix, len(body))
+	st.appendBytes(h[:hdr])
+	st.appendBytes(body)
 }
 
 const (

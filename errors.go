@@ -13,9 +13,13 @@ var (
 	// the caller decides whether to drop the frame, retry later or close.
 	ErrBackpressure = errors.New("frameloop: connection output queue full")
 
-	// ErrTooLarge is returned by Write for a payload the wire format cannot
-	// carry or the queue could never hold.
+	// ErrTooLarge is returned by Write for a body the framing cannot
+	// express or the queue could never hold.
 	ErrTooLarge = errors.New("frameloop: payload too large")
+
+	// ErrBadPrefix is returned by WriteFrame for a prefix whose length is
+	// not Framing.Offset.
+	ErrBadPrefix = errors.New("frameloop: frame prefix length differs from Framing.Offset")
 
 	// ErrServerClosed is returned by Serve after Shutdown, and passed to
 	// OnClose for connections closed by a shutdown.
@@ -27,4 +31,5 @@ var (
 	ErrFrameTooLarge  = errors.New("frameloop: frame exceeds the maximum message size")
 	ErrBadProxyHeader = errors.New("frameloop: missing or malformed PROXY protocol header")
 	ErrHandlerPanic   = errors.New("frameloop: a handler callback panicked")
+	ErrBadFrame       = errors.New("frameloop: malformed frame header")
 )

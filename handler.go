@@ -21,9 +21,10 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
-// EchoHandler answers every frame with a frame carrying the same payload.
+// EchoHandler answers every frame with the identical bytes: prefix,
+// length field and body, whatever the framing.
 type EchoHandler struct{}
 
-func (EchoHandler) OnOpen(*Conn)                    {}
-func (EchoHandler) OnFrame(c *Conn, payload []byte) { c.Write(payload) }
-func (EchoHandler) OnClose(*Conn, error)            {}
+func (EchoHandler) OnOpen(*Conn)              {}
+func (EchoHandler) OnFrame(c *Conn, _ []byte) { c.WriteRaw(c.Frame().Raw) }
+func (EchoHandler) OnClose(*Conn, error)      {}

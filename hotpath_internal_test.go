@@ -6,7 +6,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/frameloop/frameloop/internal/frame"
 	"github.com/frameloop/frameloop/internal/poller"
 )
 
@@ -38,7 +37,7 @@ func BenchmarkDecodeAndQueue(b *testing.B) {
 	l, st := newBenchLoop(b)
 	var batch []byte
 	for range 32 {
-		batch = frame.Append(batch, make([]byte, 64))
+		batch, _ = l.format.Append(batch, nil, make([]byte, 64))
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(batch)))

@@ -1,7 +1,7 @@
 package frameloop
 
 import (
-	"github.com/frameloop/frameloop/internal/frame"
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/sock"
 	"golang.org/x/sys/unix"
 )
@@ -9,13 +9,10 @@ import (
 // minInBuffer is the smallest buffer an unfinished frame gets.
 const minInBuffer = 512
 
-// next decodes the frame at the start of buf: see frame.Next. n is the
-// frame's size when complete, h its header's; otherwise need is what it
-// takes to know more.
-func (l *loop) next(buf []byte) (n, h, need int, err error) {
-	_, n, need, err = frame.Next(buf, l.maxMessage)
-	return n, frame.HeaderSize, need, err
-}
+// next decodes the frame at the start of buf (framing.Format.Next): n is
+// the frame's size when complete, h its header's; otherwise need is what
+// it takes to know more. The loop never parses a header itself.
+func (l *loop) next(buf []byte) (n, h, need int, err error) { return l.format.Next(buf) }
 
 // pendingFrame reports the total size of the unfinished frame st.in
 // starts with, if its header is complete.
@@ -182,7 +179,7 @@ func (l *loop) completePending(st *connState, data []byte) (rest []byte, done bo
 // panics, closing the connection releases it (and its charge).
 func (l *loop) deliverPending(st *connState) {
 	n, h, _, _ := l.next(st.in.B)
-	l.deliver(st, st.in.B[h:n])
+	l.deliver(st, st.in.B[:n], h)
 	l.dropIn(st)
 }
 
@@ -221,16 +218,18 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 		if n == 0 {
 			return used, want, true
 		}
-		l.deliver(st, data[used+h:used+n])
+		l.deliver(st, data[used:used+n], h)
 		used += n
 	}
 	return used, 0, true
 }
 
-// deliver hands one payload to the handler.
-func (l *loop) deliver(st *connState, payload []byte) {
+// deliver hands one frame, whose header is h bytes, to the handler.
+func (l *loop) deliver(st *connState, raw []byte, h int) {
 	l.stats.framesIn++
-	l.callFrame(st, payload)
+	l.curRaw, l.curHdr = raw, h
+	l.callFrame(st, raw[h:])
+	l.curRaw = nil
 	if st.has(ctlCloseRequested) && st.phase == phaseOpen {
 		// Closed by the handler (or by another goroutine, seen early):
 		// frames after this one are not delivered.
@@ -316,16 +315,22 @@ func (l *loop) peerEOF(st *connState) {
 	l.startClosing(st, ReasonPeerClosed)
 }
 
-// badFrame closes st after a header the framing refuses (err says why);
-// the replies to the frames before it are still sent.
+// badFrame closes st after a header the framing refuses: a body above
+// MaxMessage (oversize), or a length that is no length (bad_frame: a
+// varint too long, a size the adjustment makes negative). The replies to
+// the frames before it are still sent.
 func (l *loop) badFrame(st *connState, err error, hdr []byte) {
+	reason, msg := ReasonOversize, "closing connection: frame larger than max-message"
+	if err != framing.ErrTooLarge {
+		reason, msg = ReasonBadFrame, "closing connection: malformed frame header"
+	}
 	if l.sizeWarn.allow(l.now) {
-		l.log.Warn("closing connection: frame larger than max-message",
-			"remote", st.conn.addr.String(), "announced", frame.Length(hdr), "max", l.cfg.MaxMessage,
+		v, _ := l.format.LengthValue(hdr)
+		l.log.Warn(msg, "remote", st.conn.addr.String(), "length_field", v, "max", l.cfg.MaxMessage,
 			"suppressed", l.sizeWarn.takeSuppressed())
 	}
 	l.dropIn(st)
-	l.startClosing(st, ReasonOversize)
+	l.startClosing(st, reason)
 }
 
 // discard reads and drops input from a lingering connection.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop/internal/deadline"
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -57,7 +58,11 @@ type loop struct {
 	// Copies of the configuration the hot path reads, next to the loop's
 	// other fields rather than behind a pointer.
 	maxQueued, highWater, lowWater int64
-	maxMessage                     uint32
+	format, outFormat              *framing.Format
+	// curRaw and curHdr are the frame being delivered and its header's
+	// size, for Conn.Frame.
+	curRaw []byte
+	curHdr int
 
 	rbuf []byte // every read lands here first; shared by all connections
 	vec  [][]byte
@@ -123,10 +128,11 @@ func newLoop(s *Server, id int, p poller.Poller) *loop {
 		vec:    make([][]byte, 0, sock.IovMax),
 		ln:     listener{fd: -1},
 
-		maxQueued:  int64(s.cfg.MaxQueued),
-		highWater:  int64(s.cfg.HighWater),
-		lowWater:   int64(s.cfg.LowWater),
-		maxMessage: uint32(s.cfg.MaxMessage),
+		maxQueued: int64(s.cfg.MaxQueued),
+		highWater: int64(s.cfg.HighWater),
+		lowWater:  int64(s.cfg.LowWater),
+		format:    s.cfg.format,
+		outFormat: s.cfg.outFormat,
 	}
 	l.accept = l.acceptor.Accept
 	l.idle.Init(s.cfg.IdleTimeout)

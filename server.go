@@ -157,7 +157,8 @@ func (s *Server) Serve() error {
 	s.mu.Unlock()
 
 	s.cfg.Logger.Info("listening", "addr", s.bound.String(), "backend", s.cfg.Backend,
-		"loops", len(loops), "balance", s.cfg.Balance, "max_conns", s.cfg.MaxConns)
+		"loops", len(loops), "balance", s.cfg.Balance, "max_conns", s.cfg.MaxConns,
+		"framing", s.cfg.format.Spec().String())
 
 	errs := make(chan error, len(loops))
 	var wg sync.WaitGroup

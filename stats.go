@@ -19,12 +19,13 @@ const (
 	ReasonError                           // any other socket error
 	ReasonLocal                           // the application called Close
 	ReasonPanic                           // a handler callback panicked
+	ReasonBadFrame                        // a malformed length field (varint too long, negative size)
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer_closed", "idle_timeout", "write_timeout", "oversize", "reset",
-	"shutdown", "proxy_header", "error", "local", "panic",
+	"shutdown", "proxy_header", "error", "local", "panic", "bad_frame",
 }
 
 // String is the reason's metric label, e.g. "idle_timeout".
@@ -59,6 +60,8 @@ func (r CloseReason) err() error {
 		return ErrBadProxyHeader
 	case ReasonPanic:
 		return ErrHandlerPanic
+	case ReasonBadFrame:
+		return ErrBadFrame
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/frameloop/frameloop"
 )
 
 // newFlagSet returns a flag set that reports errors instead of printing
@@ -155,4 +157,20 @@ func formatSize(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// framingFlag is a framing description (frameloop.ParseFraming), checked
+// as it is parsed: a bad one is the flag's one-line error.
+func framingFlag(fs *flag.FlagSet, name, usage string) *frameloop.Framing {
+	var v frameloop.Framing
+	fs.Func(name, usage, func(s string) error {
+		f, err := frameloop.ParseFraming(s)
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "framing: "))
+		}
+		v = f
+		return nil
+	})
+	setDefault(fs, name, "u32le")
+	return &v
 }

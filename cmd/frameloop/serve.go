@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
 	inmem := sizeFlag(fs, "max-input-memory", frameloop.DefaultMaxInputMemory, 0, 1<<40,
 		"most memory held for frames not yet complete, all connections together; 0: no bound")
+	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
+		") or key=value,... with length=1|2|3|4|8|varint, order=le|be, offset, adjust, varint-max")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
 	balance := choiceFlag(fs, "balance", "handoff", []string{"reuseport", "handoff"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
@@ -63,6 +66,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	cfg.Backend = *backend
 	cfg.Balance = *balance
 	cfg.ProxyProtocol = *proxy
+	cfg.Framing = *framing
 	cfg.MaxInputMemory = *inmem
 	if *inmem == 0 {
 		cfg.MaxInputMemory = -1 // the flag's 0 is the library's "no bound"
