@@ -4,11 +4,9 @@ package frameloop_test
 // connection.
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -103,7 +101,7 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 			t.Errorf("want all %d closes counted as resets: %s", resets, fmtStats(&st))
 		}
 		for _, ev := range rec.closeEvents() {
-			if !errors.Is(ev.err, syscall.ECONNRESET) && !errors.Is(ev.err, syscall.EPIPE) {
+			if !testkit.IsReset(ev.err) {
 				t.Errorf("OnClose for a reset connection got %v, want ECONNRESET or EPIPE", ev.err)
 			}
 		}
