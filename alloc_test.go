@@ -8,7 +8,6 @@ package frameloop_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // startEcho runs an echo server with one loop on a free loopback port and
@@ -56,19 +56,13 @@ type echoClient struct {
 }
 
 func newEchoClient(tb testing.TB, addr string, frames, size int) *echoClient {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	ec := &echoClient{c: c}
+	ec := &echoClient{c: testkit.Dial(tb, "tcp", addr, ioTimeout)}
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = byte(i)
 	}
 	for range frames {
-		ec.batch = binary.LittleEndian.AppendUint32(ec.batch, uint32(size))
-		ec.batch = append(ec.batch, payload...)
+		ec.batch = testkit.AppendFrame(ec.batch, payload)
 	}
 	ec.reply = make([]byte, len(ec.batch))
 	return ec

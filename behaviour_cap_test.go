@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestConnectionCapResumesOnEveryPath(t *testing.T) {
@@ -63,10 +64,10 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 		{
 			name: "oversize frame",
 			free: func(t *testing.T, c *net.TCPConn, server *frameloop.Conn) {
-				if err := writeAll(c, header(1<<30), ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, testkit.Header(1<<30), ioTimeout); err != nil {
 					t.Fatal(err)
 				}
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				c.Close()
 			},
 			within:     2 * time.Second,
@@ -76,7 +77,7 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 		{
 			name: "oversize frame, peer keeps its socket",
 			free: func(t *testing.T, c *net.TCPConn, server *frameloop.Conn) {
-				if err := writeAll(c, header(1<<30), ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, testkit.Header(1<<30), ioTimeout); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -95,10 +96,10 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 		{
 			name: "application Close",
 			free: func(t *testing.T, c *net.TCPConn, server *frameloop.Conn) {
-				if err := writeFrame(c, []byte("bye")); err != nil {
+				if err := testkit.WriteFrame(c, []byte("bye"), ioTimeout); err != nil {
 					t.Fatal(err)
 				}
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				c.Close()
 			},
 			within:     2 * time.Second,
@@ -127,15 +128,15 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 				start := time.Now()
 				var held []*net.TCPConn
 				for i := range maxConns {
-					c := dial(t, ts.addr)
-					roundTrip(t, c, fmt.Appendf(nil, "served %d", i))
+					c := testkit.DialTCP(t, ts.addr, ioTimeout)
+					testkit.Echo(t, c, fmt.Appendf(nil, "served %d", i), ioTimeout)
 					held = append(held, c)
 				}
-				waiter := dial(t, ts.addr) // completes in the kernel's backlog
-				if err := writeFrame(waiter, []byte("waiting")); err != nil {
+				waiter := testkit.DialTCP(t, ts.addr, ioTimeout) // completes in the kernel's backlog
+				if err := testkit.WriteFrame(waiter, []byte("waiting"), ioTimeout); err != nil {
 					t.Fatal(err)
 				}
-				expectNothing(t, waiter, quiet)
+				testkit.ExpectNothing(t, waiter, quiet)
 				if p.reason == frameloop.ReasonIdleTimeout && time.Since(start) >= idleTimeout {
 					t.Fatalf("filling the cap took %v, longer than the idle timeout the test relies on: widen idleTimeout", time.Since(start))
 				}
@@ -145,21 +146,21 @@ func TestConnectionCapResumesOnEveryPath(t *testing.T) {
 
 				p.free(t, held[0], rec.openFor(t, held[0], ioTimeout))
 				freed := time.Now()
-				if err := expectFrame(waiter, []byte("waiting"), p.within+ioTimeout); err != nil {
+				if err := testkit.ExpectFrameErr(waiter, []byte("waiting"), p.within+ioTimeout); err != nil {
 					t.Fatalf("the waiting connection: %v", err)
 				}
 				within(t, "the waiting connection was served", time.Since(freed), 0, p.within)
-				roundTrip(t, waiter, []byte("still served"))
+				testkit.Echo(t, waiter, []byte("still served"), ioTimeout)
 				if p.othersStay {
 					for i, c := range held[1:] {
-						roundTrip(t, c, fmt.Appendf(nil, "still %d", i+1))
+						testkit.Echo(t, c, fmt.Appendf(nil, "still %d", i+1), ioTimeout)
 					}
 					// The waiter took the freed slot: the cap is full again.
-					extra := dial(t, ts.addr)
-					if err := writeFrame(extra, []byte("extra")); err != nil {
+					extra := testkit.DialTCP(t, ts.addr, ioTimeout)
+					if err := testkit.WriteFrame(extra, []byte("extra"), ioTimeout); err != nil {
 						t.Fatal(err)
 					}
-					expectNothing(t, extra, quiet)
+					testkit.ExpectNothing(t, extra, quiet)
 				}
 
 				st := ts.waitStats(t, ioTimeout, "the freed slot counted", func(st frameloop.Stats) bool {
@@ -190,12 +191,12 @@ func TestConnectionCapServesEveryWaiter(t *testing.T) {
 		}
 		served := make(chan servedConn, clients)
 		for i := range clients {
-			c := dial(t, ts.addr)
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
 			msg := fmt.Appendf(nil, "client %d", i)
-			if err := writeFrame(c, msg); err != nil {
+			if err := testkit.WriteFrame(c, msg, ioTimeout); err != nil {
 				t.Fatal(err)
 			}
-			go func() { served <- servedConn{c, expectFrame(c, msg, 4*ioTimeout)} }()
+			go func() { served <- servedConn{c, testkit.ExpectFrameErr(c, msg, 4*ioTimeout)} }()
 		}
 		next := func() *net.TCPConn {
 			t.Helper()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestWriteAndCloseRefusedOnceTheServerCloses(t *testing.T) {
@@ -20,7 +21,7 @@ func TestWriteAndCloseRefusedOnceTheServerCloses(t *testing.T) {
 		provoke func(t *testing.T, ts *testServer, c interface{ Write([]byte) (int, error) }, sc *frameloop.Conn)
 	}{
 		{"oversize", func(t *testing.T, _ *testServer, c interface{ Write([]byte) (int, error) }, _ *frameloop.Conn) {
-			if _, err := c.Write(header(1 << 20)); err != nil {
+			if _, err := c.Write(testkit.Header(1 << 20)); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -39,15 +40,15 @@ func TestWriteAndCloseRefusedOnceTheServerCloses(t *testing.T) {
 				cfg.MaxMessage = 1024
 				rec := newRecorder(t)
 				ts := startServer(t, rec, cfg)
-				c := dial(t, ts.addr)
-				roundTrip(t, c, []byte("before"))
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
+				testkit.Echo(t, c, []byte("before"), ioTimeout)
 				sc := rec.openFor(t, c, ioTimeout)
 				tc.provoke(t, ts, c, sc)
 				// The client reads the end of the stream: the server has
 				// shut its write side. The connection may linger a moment,
 				// the client having not closed yet; whatever its state,
 				// nothing can be sent on it any more.
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				if err := sc.Write([]byte("lost")); !errors.Is(err, frameloop.ErrClosed) {
 					t.Errorf("Write after the server shut the connection returned %v, want ErrClosed", err)
 				}

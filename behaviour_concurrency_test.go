@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestWritesFromManyGoroutinesKeepEachWritersOrder(t *testing.T) {
@@ -22,7 +23,7 @@ func TestWritesFromManyGoroutinesKeepEachWritersOrder(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 
 		written := make(chan error, 1)
@@ -49,7 +50,7 @@ func TestWritesFromManyGoroutinesKeepEachWritersOrder(t *testing.T) {
 		}()
 		next := make([]int, writers)
 		for range writers * perWriter {
-			p, err := readFrame(c, ioTimeout)
+			p, err := testkit.ReadFrame(c, ioTimeout, testkit.MaxFrame)
 			if err != nil {
 				t.Fatalf("after %v frames: %v", next, err)
 			}
@@ -65,7 +66,7 @@ func TestWritesFromManyGoroutinesKeepEachWritersOrder(t *testing.T) {
 		if err := <-written; err != nil {
 			t.Fatal(err)
 		}
-		expectNothing(t, c, 50*time.Millisecond)
+		testkit.ExpectNothing(t, c, 50*time.Millisecond)
 	})
 }
 
@@ -73,7 +74,7 @@ func TestWriteAfterCloseReturnsErrClosed(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 		if err := server.Write([]byte("first")); err != nil {
 			t.Fatalf("Write: %v", err)
@@ -89,10 +90,10 @@ func TestWriteAfterCloseReturnsErrClosed(t *testing.T) {
 			t.Errorf("a second Close returned %v, want ErrClosed", err)
 		}
 		// What was written before the close arrives; then the end.
-		if err := expectFrame(c, []byte("first"), ioTimeout); err != nil {
+		if err := testkit.ExpectFrameErr(c, []byte("first"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
 		if ev := rec.closeFor(t, c, ioTimeout); ev.err != nil {
 			t.Errorf("OnClose got %v, want nil after Close", ev.err)
@@ -114,12 +115,12 @@ func TestStaleHandleNeverReachesANewConnection(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		prev := dial(t, ts.addr)
+		prev := testkit.DialTCP(t, ts.addr, ioTimeout)
 		stale := rec.openFor(t, prev, ioTimeout)
 		for i := range rounds {
 			prev.Close()
 			rec.closeFor(t, prev, ioTimeout)
-			next := dial(t, ts.addr)
+			next := testkit.DialTCP(t, ts.addr, ioTimeout)
 			fresh := rec.openFor(t, next, ioTimeout)
 			if err := stale.Write([]byte("stale")); !errors.Is(err, frameloop.ErrClosed) {
 				t.Fatalf("round %d: Write through a stale handle returned %v, want ErrClosed", i, err)
@@ -134,11 +135,11 @@ func TestStaleHandleNeverReachesANewConnection(t *testing.T) {
 			if err := fresh.Write([]byte("fresh")); err != nil {
 				t.Fatalf("round %d: %v", i, err)
 			}
-			if err := expectFrame(next, []byte("fresh"), ioTimeout); err != nil {
+			if err := testkit.ExpectFrameErr(next, []byte("fresh"), ioTimeout); err != nil {
 				t.Fatalf("round %d: %v", i, err)
 			}
-			expectNothing(t, next, 20*time.Millisecond)
-			roundTrip(t, next, []byte("echo"))
+			testkit.ExpectNothing(t, next, 20*time.Millisecond)
+			testkit.Echo(t, next, []byte("echo"), ioTimeout)
 			prev, stale = next, fresh
 		}
 	})
@@ -154,7 +155,7 @@ func TestErrBackpressurePastMaxQueued(t *testing.T) {
 		cfg.LowWater, cfg.HighWater, cfg.MaxQueued = 32<<10, 64<<10, maxQueued
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr) // never reads until the end
+		c := testkit.DialTCP(t, ts.addr, ioTimeout) // never reads until the end
 		server := rec.openFor(t, c, ioTimeout)
 
 		if err := server.Write(make([]byte, maxQueued)); !errors.Is(err, frameloop.ErrTooLarge) {
@@ -165,7 +166,7 @@ func TestErrBackpressurePastMaxQueued(t *testing.T) {
 		var accepted int
 		deadline := time.Now().Add(ioTimeout)
 		for {
-			p := pattern(size, uint64(accepted))
+			p := testkit.Pattern(size, uint64(accepted))
 			// Only this goroutine writes, and the loop only drains: the
 			// queue holds at most this much when Write looks at it.
 			before := server.Queued()
@@ -193,15 +194,15 @@ func TestErrBackpressurePastMaxQueued(t *testing.T) {
 		// Every accepted frame arrives, and nothing else; then writes work
 		// again.
 		for i := range accepted {
-			if err := expectFrame(c, pattern(size, uint64(i)), ioTimeout); err != nil {
+			if err := testkit.ExpectFrameErr(c, testkit.Pattern(size, uint64(i)), ioTimeout); err != nil {
 				t.Fatalf("frame %d of %d: %v", i, accepted, err)
 			}
 		}
-		expectNothing(t, c, 50*time.Millisecond)
+		testkit.ExpectNothing(t, c, 50*time.Millisecond)
 		if err := server.Write([]byte("again")); err != nil {
 			t.Fatalf("Write after the queue drained: %v", err)
 		}
-		if err := expectFrame(c, []byte("again"), ioTimeout); err != nil {
+		if err := testkit.ExpectFrameErr(c, []byte("again"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -215,12 +216,12 @@ func TestCloseFromAnotherGoroutineSendsQueuedFramesFirst(t *testing.T) {
 		ts := startServer(t, rec, cfg)
 		// No reading until the close: frames are still in the server's
 		// queue when Close comes.
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 		done := make(chan error, 1)
 		go func() {
 			for i := range frames {
-				if err := server.Write(pattern(size, uint64(i))); err != nil {
+				if err := server.Write(testkit.Pattern(size, uint64(i))); err != nil {
 					done <- fmt.Errorf("Write %d: %w", i, err)
 					return
 				}
@@ -234,11 +235,11 @@ func TestCloseFromAnotherGoroutineSendsQueuedFramesFirst(t *testing.T) {
 			t.Fatal("everything was sent before Close: nothing to test")
 		}
 		for i := range frames {
-			if err := expectFrame(c, pattern(size, uint64(i)), ioTimeout); err != nil {
+			if err := testkit.ExpectFrameErr(c, testkit.Pattern(size, uint64(i)), ioTimeout); err != nil {
 				t.Fatalf("frame %d: %v", i, err)
 			}
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
 		if ev := rec.closeFor(t, c, ioTimeout); ev.err != nil {
 			t.Errorf("OnClose got %v, want nil after Close", ev.err)

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestFramingEveryByteInItsOwnWrite(t *testing.T) {
@@ -21,12 +23,12 @@ func TestFramingEveryByteInItsOwnWrite(t *testing.T) {
 		payloads [][]byte
 	}{
 		{name: "empty frame", payloads: [][]byte{{}}},
-		{name: "one frame", payloads: [][]byte{pattern(13, 1)}},
-		{name: "three frames", payloads: [][]byte{pattern(5, 2), {}, pattern(9, 3)}},
+		{name: "one frame", payloads: [][]byte{testkit.Pattern(13, 1)}},
+		{name: "three frames", payloads: [][]byte{testkit.Pattern(5, 2), {}, testkit.Pattern(9, 3)}},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		for _, tc := range tests {
 			// Each byte is its own write (the client sets TCP_NODELAY), with
 			// a pause so that the server reads it on its own.
@@ -36,7 +38,7 @@ func TestFramingEveryByteInItsOwnWrite(t *testing.T) {
 			}
 		}
 		// Still in step after all that.
-		roundTrip(t, c, []byte("after"))
+		testkit.Echo(t, c, []byte("after"), ioTimeout)
 	})
 }
 
@@ -45,12 +47,12 @@ func TestFramingSplitAtEveryOffset(t *testing.T) {
 		name     string
 		payloads [][]byte
 	}{
-		{name: "one frame", payloads: [][]byte{pattern(9, 1)}},
-		{name: "empty frame between two", payloads: [][]byte{pattern(6, 2), {}, pattern(5, 3)}},
+		{name: "one frame", payloads: [][]byte{testkit.Pattern(9, 1)}},
+		{name: "empty frame between two", payloads: [][]byte{testkit.Pattern(6, 2), {}, testkit.Pattern(5, 3)}},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		for _, tc := range tests {
 			var size int
 			for _, p := range tc.payloads {
@@ -86,11 +88,11 @@ func TestFramingManyFramesInOneWrite(t *testing.T) {
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		for ti, tc := range tests {
 			payloads := make([][]byte, tc.frames)
 			for i := range payloads {
-				payloads[i] = pattern(tc.size(i), uint64(ti*100000+i))
+				payloads[i] = testkit.Pattern(tc.size(i), uint64(ti*100000+i))
 			}
 			before := ts.stats().FramesIn
 			if err := pipelineEcho(c, payloads, nil, 0); err != nil {
@@ -125,19 +127,19 @@ func TestFramingMaxMessage(t *testing.T) {
 				cfg.MaxMessage = tc.maxMessage
 				rec := newRecorder(t)
 				ts := startServer(t, rec, cfg)
-				c := dial(t, ts.addr)
-				payload := pattern(tc.size, uint64(tc.size))
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
+				payload := testkit.Pattern(tc.size, uint64(tc.size))
 				if tc.wantEcho {
-					roundTrip(t, c, payload)
-					roundTrip(t, c, payload) // and again: still served
+					testkit.Echo(t, c, payload, ioTimeout)
+					testkit.Echo(t, c, payload, ioTimeout) // and again: still served
 					return
 				}
 				// The header alone must close the connection: the server
 				// need not see the payload.
-				if err := writeAll(c, frameOf(payload)[:4+min(tc.size, 100)], ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, testkit.Frame(payload)[:4+min(tc.size, 100)], ioTimeout); err != nil {
 					t.Fatal(err)
 				}
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				c.Close()
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
 					t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
@@ -150,22 +152,22 @@ func TestFramingMaxMessage(t *testing.T) {
 func TestFramingLargeFrameAtOddBoundaries(t *testing.T) {
 	const big = 1 << 20 // the default MaxMessage
 	payloads := [][]byte{
-		pattern(7, 1),
-		pattern(big, 2),
+		testkit.Pattern(7, 1),
+		testkit.Pattern(big, 2),
 		{},
-		pattern(big-1, 3),
-		pattern(65537, 4),
-		pattern(3, 5),
+		testkit.Pattern(big-1, 3),
+		testkit.Pattern(65537, 4),
+		testkit.Pattern(3, 5),
 	}
 	odd := []int{1, 3, 5, 4093, 65537, 7, 131071, 2, 65535, 99991, 4, 300007}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		split := func(i int) int { return odd[i%len(odd)] }
 		if err := pipelineEcho(c, payloads, split, 200*time.Microsecond); err != nil {
 			t.Fatal(err)
 		}
-		roundTrip(t, c, []byte("after"))
+		testkit.Echo(t, c, []byte("after"), ioTimeout)
 	})
 }
 
@@ -192,10 +194,10 @@ func TestFramingRandomSizesOnManyConnections(t *testing.T) {
 				default:
 					n = rng.IntN(128 << 10)
 				}
-				payloads[j] = pattern(n, rng.Uint64())
+				payloads[j] = testkit.Pattern(n, rng.Uint64())
 			}
 			counts[i] = len(payloads)
-			c, err := dialErr(ts.addr)
+			c, err := net.DialTimeout("tcp", ts.addr, ioTimeout)
 			if err != nil {
 				return err
 			}
@@ -226,12 +228,12 @@ func TestFramingRandomSizesOnManyConnections(t *testing.T) {
 func TestFramingZeroLengthFramesInterleaved(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
-		roundTrip(t, c, nil)
-		roundTrip(t, c, []byte{0})
-		roundTrip(t, c, nil)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, c, nil, ioTimeout)
+		testkit.Echo(t, c, []byte{0}, ioTimeout)
+		testkit.Echo(t, c, nil, ioTimeout)
 		// A zero-length frame's reply is exactly four zero bytes.
-		if err := writeFrame(c, nil); err != nil {
+		if err := testkit.WriteFrame(c, nil, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		got := make([]byte, 4)
@@ -244,6 +246,6 @@ func TestFramingZeroLengthFramesInterleaved(t *testing.T) {
 		if !bytes.Equal(got, []byte{0, 0, 0, 0}) {
 			t.Fatalf("reply to an empty frame is %x, want 00000000", got)
 		}
-		expectNothing(t, c, 50*time.Millisecond)
+		testkit.ExpectNothing(t, c, 50*time.Millisecond)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // garbageOutcome is what a garbage connection may come to.
@@ -35,11 +36,11 @@ func TestGarbageInputLeavesOthersServed(t *testing.T) {
 		input  func(rng *rand.Rand) []byte
 		expect garbageOutcome
 	}{
-		{name: "random bytes", input: func(rng *rand.Rand) []byte { return pattern(64<<10, rng.Uint64()) }, expect: eitherOutcome},
+		{name: "random bytes", input: func(rng *rand.Rand) []byte { return testkit.Pattern(64<<10, rng.Uint64()) }, expect: eitherOutcome},
 		{name: "0xff bytes", input: func(*rand.Rand) []byte { return bytes.Repeat([]byte{0xff}, 64<<10) }, expect: closedByServer},
 		{name: "zero bytes (empty frames)", input: func(*rand.Rand) []byte { return make([]byte, 64<<10) }, expect: echoedExactly},
 		{name: "HTTP request", input: func(*rand.Rand) []byte { return bytes.Repeat(httpReq, 100) }, expect: closedByServer},
-		{name: "TLS ClientHello", input: func(rng *rand.Rand) []byte { return append(tlsHello, pattern(500, rng.Uint64())...) }, expect: closedByServer},
+		{name: "TLS ClientHello", input: func(rng *rand.Rand) []byte { return append(tlsHello, testkit.Pattern(500, rng.Uint64())...) }, expect: closedByServer},
 		{name: "PROXY header", input: func(*rand.Rand) []byte { return []byte("PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n") }, expect: closedByServer},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
@@ -57,7 +58,7 @@ func TestGarbageInputLeavesOthersServed(t *testing.T) {
 		var conns []result
 		for _, k := range kinds {
 			for i := range perKind {
-				conns = append(conns, result{name: fmt.Sprintf("%s #%d", k.name, i), conn: dial(t, ts.addr)})
+				conns = append(conns, result{name: fmt.Sprintf("%s #%d", k.name, i), conn: testkit.DialTCP(t, ts.addr, ioTimeout)})
 			}
 		}
 		err := runGoroutines(len(conns), func(i int) error {
@@ -70,20 +71,20 @@ func TestGarbageInputLeavesOthersServed(t *testing.T) {
 			go func() {
 				werr <- writeChunks(c, input, func(int) int { return 1 + rng.IntN(8<<10) }, 0)
 			}()
-			got, rerr := readUntilClosed(c, 2*time.Second)
+			got, rerr := testkit.ReadUntilClosed(c, 2*time.Second)
 			<-werr // a write error is expected once the server has closed
 			switch k.expect {
 			case closedByServer:
-				if !isClosedErr(rerr) {
+				if !testkit.IsClosed(rerr) {
 					return fmt.Errorf("%s: want the server to close it, got %v", conns[i].name, rerr)
 				}
 			case echoedExactly:
-				if !isTimeout(rerr) || !bytes.Equal(got, input) {
+				if !testkit.IsTimeout(rerr) || !bytes.Equal(got, input) {
 					return fmt.Errorf("%s: want its %d bytes echoed and the connection kept, got %d bytes, %v",
 						conns[i].name, len(input), len(got), rerr)
 				}
 			case eitherOutcome:
-				if !isClosedErr(rerr) && !isTimeout(rerr) {
+				if !testkit.IsClosed(rerr) && !testkit.IsTimeout(rerr) {
 					return fmt.Errorf("%s: %v", conns[i].name, rerr)
 				}
 			}
@@ -100,7 +101,7 @@ func TestGarbageInputLeavesOthersServed(t *testing.T) {
 		ts.waitStats(t, ioTimeout, "back to the bystander alone", func(st frameloop.Stats) bool {
 			return st.Connections == 1
 		})
-		roundTrip(t, by.c, []byte("after the garbage"))
-		roundTrip(t, dial(t, ts.addr), []byte("a new connection"))
+		testkit.Echo(t, by.c, []byte("after the garbage"), ioTimeout)
+		testkit.Echo(t, testkit.DialTCP(t, ts.addr, ioTimeout), []byte("a new connection"), ioTimeout)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestHalfCloseStillGetsEveryReply(t *testing.T) {
@@ -37,16 +38,16 @@ func TestHalfCloseStillGetsEveryReply(t *testing.T) {
 				cfg.HighWater = tc.highWater
 				rec := newRecorder(t)
 				ts := startServer(t, rec, cfg)
-				c := dial(t, ts.addr)
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
 				payloads := make([][]byte, tc.frames)
 				var stream []byte
 				for i := range payloads {
-					payloads[i] = pattern(tc.size, uint64(i))
-					stream = append(stream, frameOf(payloads[i])...)
+					payloads[i] = testkit.Pattern(tc.size, uint64(i))
+					stream = append(stream, testkit.Frame(payloads[i])...)
 				}
 				sent := make(chan error, 1)
 				go func() {
-					err := writeAll(c, stream, 3*ioTimeout)
+					err := testkit.WriteAll(c, stream, 3*ioTimeout)
 					if err == nil {
 						err = c.CloseWrite()
 					}
@@ -65,7 +66,7 @@ func TestHalfCloseStillGetsEveryReply(t *testing.T) {
 					}
 				}
 				for i, p := range payloads {
-					if err := expectFrame(c, p, ioTimeout); err != nil {
+					if err := testkit.ExpectFrameErr(c, p, ioTimeout); err != nil {
 						t.Fatalf("reply %d of %d: %v", i, tc.frames, err)
 					}
 					time.Sleep(tc.readPause)
@@ -76,7 +77,7 @@ func TestHalfCloseStillGetsEveryReply(t *testing.T) {
 					}
 				}
 				// Then a clean end of stream: not a reset, nothing more.
-				got, err := readUntilClosed(c, ioTimeout)
+				got, err := testkit.ReadUntilClosed(c, ioTimeout)
 				if len(got) > 0 || !errors.Is(err, io.EOF) {
 					t.Fatalf("after the replies: %d more bytes, %v; want a clean end of stream", len(got), err)
 				}

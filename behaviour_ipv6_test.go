@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestIPv6LoopbackEchoes(t *testing.T) {
@@ -24,9 +25,9 @@ func TestIPv6LoopbackEchoes(t *testing.T) {
 		if !ok || !addr.IP.Equal(net.IPv6loopback) || addr.Port == 0 {
 			t.Fatalf("Addr() = %v, want [::1] with the port bound", ts.srv.Addr())
 		}
-		c := dial(t, ts.addr)
-		roundTrip(t, c, []byte("over IPv6"))
-		roundTrip(t, c, pattern(100<<10, 1))
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, c, []byte("over IPv6"), ioTimeout)
+		testkit.Echo(t, c, testkit.Pattern(100<<10, 1), ioTimeout)
 		// openFor matches the Conn's RemoteAddr against the client's own
 		// address: [::1] and the client's port.
 		server := rec.openFor(t, c, ioTimeout)
@@ -40,8 +41,8 @@ func TestRemoteAddrIsThePeer(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
-		roundTrip(t, c, []byte("hi"))
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, c, []byte("hi"), ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 		if got, want := server.RemoteAddr().String(), c.LocalAddr().String(); got != want {
 			t.Errorf("RemoteAddr() = %s, want the client's address %s", got, want)

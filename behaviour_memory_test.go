@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestInputMemoryBudgetPausesReadingInsteadOfBuffering(t *testing.T) {
@@ -39,22 +40,22 @@ func TestInputMemoryBudgetPausesReadingInsteadOfBuffering(t *testing.T) {
 		conns := make([]interface{ Close() error }, clients)
 		errs := make(chan error, clients)
 		for i := range clients {
-			c := dial(t, ts.addr)
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
 			conns[i] = c
-			frames[i] = frameOf(pattern(size, uint64(i)))
+			frames[i] = testkit.Frame(testkit.Pattern(size, uint64(i)))
 			go func() {
 				f := frames[i]
-				if err := writeAll(c, f[:len(f)-1], 6*ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, f[:len(f)-1], 6*ioTimeout); err != nil {
 					errs <- fmt.Errorf("client %d: first write: %w", i, err)
 					return
 				}
 				sentAllButOne.Add(1)
 				<-goOn
-				if err := writeAll(c, f[len(f)-1:], ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, f[len(f)-1:], ioTimeout); err != nil {
 					errs <- fmt.Errorf("client %d: last byte: %w", i, err)
 					return
 				}
-				errs <- expectFrame(c, f[4:], 6*ioTimeout)
+				errs <- testkit.ExpectFrameErr(c, f[4:], 6*ioTimeout)
 			}()
 		}
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestPipeliningWithoutReadingThenReadingEverything(t *testing.T) {
@@ -27,12 +28,12 @@ func TestPipeliningWithoutReadingThenReadingEverything(t *testing.T) {
 		cfg.WriteTimeout = 5 * time.Second
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 
-		data := pattern(total, 1)
+		data := testkit.Pattern(total, 1)
 		var stream []byte
 		for off := 0; off < total; off += frameSize {
-			stream = append(stream, frameOf(data[off:off+frameSize])...)
+			stream = append(stream, testkit.Frame(data[off:off+frameSize])...)
 		}
 		frames := total / frameSize
 
@@ -42,7 +43,7 @@ func TestPipeliningWithoutReadingThenReadingEverything(t *testing.T) {
 		for {
 			var stalled bool
 			var err error
-			off, stalled, err = writeUntilStall(c, stream, off, int64(len(stream)), false, quiet)
+			off, stalled, err = testkit.WriteUntilStall(c, stream, off, int64(len(stream)), false, stallChunk, quiet)
 			if err != nil {
 				t.Fatalf("pipelining: %v after %d bytes", err, off)
 			}
@@ -58,7 +59,7 @@ func TestPipeliningWithoutReadingThenReadingEverything(t *testing.T) {
 		// Now read everything while writing the rest.
 		werr := make(chan error, 1)
 		go func() {
-			_, _, err := writeUntilStall(c, stream, off, int64(len(stream)), false, ioTimeout)
+			_, _, err := testkit.WriteUntilStall(c, stream, off, int64(len(stream)), false, stallChunk, ioTimeout)
 			werr <- err
 		}()
 		if err := c.SetReadDeadline(time.Now().Add(6 * ioTimeout)); err != nil {
@@ -78,7 +79,7 @@ func TestPipeliningWithoutReadingThenReadingEverything(t *testing.T) {
 		if err := <-werr; err != nil {
 			t.Fatalf("writing the rest: %v", err)
 		}
-		roundTrip(t, c, []byte("still connected"))
+		testkit.Echo(t, c, []byte("still connected"), ioTimeout)
 		st := ts.waitStats(t, ioTimeout, "every frame counted", func(st frameloop.Stats) bool {
 			return st.FramesIn == uint64(frames+1)
 		})
@@ -94,16 +95,16 @@ func TestWriteTimeoutClosesANonReader(t *testing.T) {
 		cfg.WriteTimeout = writeTimeout
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		bystander := dial(t, ts.addr)
-		roundTrip(t, bystander, []byte("before"))
+		bystander := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, bystander, []byte("before"), ioTimeout)
 
-		nonReader := dial(t, ts.addr)
+		nonReader := testkit.DialTCP(t, ts.addr, ioTimeout)
 		start := time.Now()
 		stallNonReader(t, nonReader, rec.openFor(t, nonReader, ioTimeout))
 		stalled := time.Now()
 		// Others are served while the non-reader's replies are stuck.
 		for i := 0; time.Since(stalled) < writeTimeout/2; i++ {
-			roundTrip(t, bystander, pattern(i*100, uint64(i)))
+			testkit.Echo(t, bystander, testkit.Pattern(i*100, uint64(i)), ioTimeout)
 		}
 		ev := rec.closeFor(t, nonReader, writeTimeout+late+ioTimeout)
 		if !errors.Is(ev.err, frameloop.ErrWriteTimeout) {
@@ -117,7 +118,7 @@ func TestWriteTimeoutClosesANonReader(t *testing.T) {
 		if d := ev.at.Sub(stalled); d > writeTimeout+late {
 			t.Errorf("the non-reader closed %v after its writes stalled, want at most %v", d, writeTimeout+late)
 		}
-		roundTrip(t, bystander, []byte("after"))
+		testkit.Echo(t, bystander, []byte("after"), ioTimeout)
 		st := ts.stats()
 		if st.ClosedBy(frameloop.ReasonWriteTimeout) != 1 || totalClosed(st) != 1 {
 			t.Errorf("want exactly one close, for the write timeout: %s", fmtStats(&st))
@@ -139,15 +140,15 @@ func TestWriteTimeoutSparesASlowReader(t *testing.T) {
 		cfg.WriteTimeout = writeTimeout
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 		var stream []byte
 		for i := range frames {
-			stream = append(stream, frameOf(pattern(frameSize, uint64(i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(frameSize, uint64(i)))...)
 		}
 		werr := make(chan error, 1)
 		go func() {
-			_, _, err := writeUntilStall(c, stream, 0, int64(len(stream)), false, 3*ioTimeout)
+			_, _, err := testkit.WriteUntilStall(c, stream, 0, int64(len(stream)), false, stallChunk, 3*ioTimeout)
 			werr <- err
 		}()
 		if err := c.SetReadDeadline(time.Now().Add(3 * ioTimeout)); err != nil {
@@ -187,7 +188,7 @@ func TestWriteTimeoutSparesASlowReader(t *testing.T) {
 		if st := ts.stats(); totalClosed(st) != 0 {
 			t.Errorf("the slow reader was closed: %s", fmtStats(&st))
 		}
-		roundTrip(t, c, []byte("still here"))
+		testkit.Echo(t, c, []byte("still here"), ioTimeout)
 	})
 }
 
@@ -196,12 +197,12 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 		ts := startServer(t, nil, cfg)
 		// Several non-readers, on every loop with luck.
 		for range 4 {
-			stallNonReader(t, dial(t, ts.addr), nil)
+			stallNonReader(t, testkit.DialTCP(t, ts.addr, ioTimeout), nil)
 		}
 		for i := range 4 {
-			c := dial(t, ts.addr)
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
 			for j := range 20 {
-				roundTrip(t, c, fmt.Appendf(nil, "%d/%d", i, j))
+				testkit.Echo(t, c, fmt.Appendf(nil, "%d/%d", i, j), ioTimeout)
 			}
 		}
 	})

@@ -12,29 +12,30 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestOversizeRepliesFirstThenClose(t *testing.T) {
 	const maxMessage = 1000
-	before := [][]byte{pattern(10, 1), {}, pattern(maxMessage, 2)}
+	before := [][]byte{testkit.Pattern(10, 1), {}, testkit.Pattern(maxMessage, 2)}
 	var prefix []byte
 	for _, p := range before {
-		prefix = append(prefix, frameOf(p)...)
+		prefix = append(prefix, testkit.Frame(p)...)
 	}
 	tests := []struct {
 		name   string
 		writes [][]byte // written one at a time, with a pause between
 		more   [][]byte // replies expected after those to the frames before
 	}{
-		{name: "in the same write", writes: [][]byte{append(bytes.Clone(prefix), header(maxMessage+1)...)}},
-		{name: "in a later write", writes: [][]byte{prefix, header(maxMessage + 1)}},
-		{name: "header split across writes", writes: [][]byte{append(bytes.Clone(prefix), header(maxMessage + 1)[:2]...), header(maxMessage + 1)[2:]}},
-		{name: "announcing 0xFFFFFFFF", writes: [][]byte{prefix, header(0xFFFFFFFF)}},
-		{name: "announcing 0x80000000", writes: [][]byte{prefix, header(0x80000000)}},
-		{name: "followed by its payload", writes: [][]byte{prefix, append(header(maxMessage+1), pattern(maxMessage+1, 3)...)}},
+		{name: "in the same write", writes: [][]byte{append(bytes.Clone(prefix), testkit.Header(maxMessage+1)...)}},
+		{name: "in a later write", writes: [][]byte{prefix, testkit.Header(maxMessage + 1)}},
+		{name: "header split across writes", writes: [][]byte{append(bytes.Clone(prefix), testkit.Header(maxMessage + 1)[:2]...), testkit.Header(maxMessage + 1)[2:]}},
+		{name: "announcing 0xFFFFFFFF", writes: [][]byte{prefix, testkit.Header(0xFFFFFFFF)}},
+		{name: "announcing 0x80000000", writes: [][]byte{prefix, testkit.Header(0x80000000)}},
+		{name: "followed by its payload", writes: [][]byte{prefix, append(testkit.Header(maxMessage+1), testkit.Pattern(maxMessage+1, 3)...)}},
 		{
 			name:   "after a frame split in its header",
-			writes: [][]byte{append(bytes.Clone(prefix), header(5)[:3]...), append(header(5)[3:], "12345"...), header(maxMessage + 1)},
+			writes: [][]byte{append(bytes.Clone(prefix), testkit.Header(5)[:3]...), append(testkit.Header(5)[3:], "12345"...), testkit.Header(maxMessage + 1)},
 			more:   [][]byte{[]byte("12345")},
 		},
 	}
@@ -44,21 +45,21 @@ func TestOversizeRepliesFirstThenClose(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				rec := newRecorder(t)
 				ts := startServer(t, rec, cfg)
-				c := dial(t, ts.addr)
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
 				for i, w := range tc.writes {
 					if i > 0 {
 						time.Sleep(20 * time.Millisecond)
 					}
-					if err := writeAll(c, w, ioTimeout); err != nil {
+					if err := testkit.WriteAll(c, w, ioTimeout); err != nil {
 						t.Fatalf("write %d: %v", i, err)
 					}
 				}
 				for i, p := range append(append([][]byte(nil), before...), tc.more...) {
-					if err := expectFrame(c, p, ioTimeout); err != nil {
+					if err := testkit.ExpectFrameErr(c, p, ioTimeout); err != nil {
 						t.Fatalf("reply %d: %v", i, err)
 					}
 				}
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				c.Close()
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
 					t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
@@ -68,7 +69,7 @@ func TestOversizeRepliesFirstThenClose(t *testing.T) {
 					t.Errorf("want one close, for oversize: %s", fmtStats(&st))
 				}
 				// The server survives and serves others.
-				roundTrip(t, dial(t, ts.addr), []byte("next"))
+				testkit.Echo(t, testkit.DialTCP(t, ts.addr, ioTimeout), []byte("next"), ioTimeout)
 			})
 		}
 	})
@@ -82,15 +83,15 @@ func TestOversizeCloseReasonSurvivesPeerReset(t *testing.T) {
 		cfg.MaxMessage = 1000
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
-		if err := writeAll(c, append(frameOf([]byte("a")), header(1001)...), ioTimeout); err != nil {
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		if err := testkit.WriteAll(c, append(testkit.Frame([]byte("a")), testkit.Header(1001)...), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		if err := expectFrame(c, []byte("a"), ioTimeout); err != nil {
+		if err := testkit.ExpectFrameErr(c, []byte("a"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		// The server has finished with the connection: end of stream.
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		if err := resetClose(c); err != nil {
 			t.Fatal(err)
 		}
@@ -124,8 +125,8 @@ func TestOversizeAnnouncedSizeIsNotBuffered(t *testing.T) {
 		cfg.MaxMessage = maxMessage
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		bystander := dial(t, ts.addr)
-		roundTrip(t, bystander, []byte("before"))
+		bystander := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, bystander, []byte("before"), ioTimeout)
 
 		runtime.GC()
 		var m0 runtime.MemStats
@@ -133,20 +134,20 @@ func TestOversizeAnnouncedSizeIsNotBuffered(t *testing.T) {
 		base := ts.stats().BytesIn
 		var sent uint64
 		for _, tc := range tests {
-			c := dial(t, ts.addr)
-			msg := append(header(tc.announce), pattern(tc.send, 1)...)
-			if err := writeAll(c, msg, ioTimeout); err != nil {
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
+			msg := append(testkit.Header(tc.announce), testkit.Pattern(tc.send, 1)...)
+			if err := testkit.WriteAll(c, msg, ioTimeout); err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
 			sent += uint64(len(msg))
 			if tc.wantClosed {
-				expectClosed(t, c, ioTimeout)
+				testkit.ExpectClosed(t, c, ioTimeout)
 				c.Close()
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
 					t.Errorf("%s: OnClose got %v, want ErrFrameTooLarge", tc.name, ev.err)
 				}
 			} else {
-				expectNothing(t, c, 50*time.Millisecond)
+				testkit.ExpectNothing(t, c, 50*time.Millisecond)
 			}
 		}
 		// Everything sent has been read by the server (the closed ones may
@@ -159,7 +160,7 @@ func TestOversizeAnnouncedSizeIsNotBuffered(t *testing.T) {
 		if grew := m1.TotalAlloc - m0.TotalAlloc; grew > 256<<20 {
 			t.Errorf("the process allocated %d MiB while %d bytes were sent: announced sizes were buffered", grew>>20, sent)
 		}
-		roundTrip(t, bystander, []byte("after"))
+		testkit.Echo(t, bystander, []byte("after"), ioTimeout)
 		st := ts.stats()
 		if st.ClosedBy(frameloop.ReasonOversize) != 2 {
 			t.Errorf("want two oversize closes: %s", fmtStats(&st))

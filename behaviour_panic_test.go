@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // panicky echoes, and panics where it is told to.
@@ -84,21 +85,21 @@ func TestHandlerPanicInOnFrameClosesOnlyItsConnection(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts, p, logs := startPanicky(t, cfg)
 		by := startBystander(t, ts.addr, 4096)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		var stream []byte
 		for _, s := range []string{"a", "b", "panic", "c"} {
-			stream = append(stream, frameOf([]byte(s))...)
+			stream = append(stream, testkit.Frame([]byte(s))...)
 		}
-		if err := writeAll(c, stream, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		// The frames before the panic are answered; nothing after it.
 		for _, want := range []string{"a", "b"} {
-			if err := expectFrame(c, []byte(want), ioTimeout); err != nil {
+			if err := testkit.ExpectFrameErr(c, []byte(want), ioTimeout); err != nil {
 				t.Fatal(err)
 			}
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		if ev := p.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrHandlerPanic) {
 			t.Errorf("OnClose got %v, want ErrHandlerPanic", ev.err)
 		}
@@ -109,7 +110,7 @@ func TestHandlerPanicInOnFrameClosesOnlyItsConnection(t *testing.T) {
 		// The loop goes on: the bystander was served throughout, and new
 		// connections are.
 		by.stop(t, "while a handler panicked")
-		roundTrip(t, dial(t, ts.addr), []byte("after"))
+		testkit.Echo(t, testkit.DialTCP(t, ts.addr, ioTimeout), []byte("after"), ioTimeout)
 	})
 }
 
@@ -121,12 +122,12 @@ func TestHandlerPanicInOnOpenClosesOnlyItsConnection(t *testing.T) {
 		p.mu.Lock()
 		p.openPanics = 1
 		p.mu.Unlock()
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		// Sent at once, perhaps before OnOpen runs: never delivered.
-		if err := writeFrame(c, []byte("too late")); err != nil {
+		if err := testkit.WriteFrame(c, []byte("too late"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		if ev := p.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrHandlerPanic) {
 			t.Errorf("OnClose got %v, want ErrHandlerPanic", ev.err)
 		}
@@ -142,7 +143,7 @@ func TestHandlerPanicInOnOpenClosesOnlyItsConnection(t *testing.T) {
 		p.mu.Unlock()
 		expectPanicLogged(t, logs, "panicky).OnOpen")
 		by.stop(t, "while a handler panicked")
-		roundTrip(t, dial(t, ts.addr), []byte("after"))
+		testkit.Echo(t, testkit.DialTCP(t, ts.addr, ioTimeout), []byte("after"), ioTimeout)
 	})
 }
 
@@ -155,8 +156,8 @@ func TestHandlerPanicInOnCloseIsContained(t *testing.T) {
 		p.mu.Lock()
 		p.closePanics = 1
 		p.mu.Unlock()
-		c := dial(t, ts.addr)
-		roundTrip(t, c, []byte("x"))
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, c, []byte("x"), ioTimeout)
 		c.Close()
 		ts.waitStats(t, ioTimeout, "one panic, closed by the peer", func(st frameloop.Stats) bool {
 			return st.Panics == 1 && st.ClosedBy(frameloop.ReasonPeerClosed) == 1 && st.ClosedBy(frameloop.ReasonPanic) == 0
@@ -166,8 +167,8 @@ func TestHandlerPanicInOnCloseIsContained(t *testing.T) {
 		// cleanup checks it), every connection reported closed.
 		var conns []io.Closer
 		for range 8 {
-			c := dial(t, ts.addr)
-			roundTrip(t, c, []byte("y"))
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
+			testkit.Echo(t, c, []byte("y"), ioTimeout)
 			conns = append(conns, c)
 		}
 		p.mu.Lock()

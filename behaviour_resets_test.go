@@ -4,15 +4,14 @@ package frameloop_test
 // connection.
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
@@ -28,14 +27,14 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 		{
 			name: "mid-header",
 			act: func(c net.Conn, rng *rand.Rand) error {
-				return writeAll(c, header(100)[:1+rng.IntN(3)], ioTimeout)
+				return testkit.WriteAll(c, testkit.Header(100)[:1+rng.IntN(3)], ioTimeout)
 			},
 		},
 		{
 			name: "mid-payload",
 			act: func(c net.Conn, rng *rand.Rand) error {
-				f := frameOf(pattern(200<<10, rng.Uint64()))
-				return writeAll(c, f[:4+rng.IntN(len(f)-5)], ioTimeout)
+				f := testkit.Frame(testkit.Pattern(200<<10, rng.Uint64()))
+				return testkit.WriteAll(c, f[:4+rng.IntN(len(f)-5)], ioTimeout)
 			},
 		},
 		{
@@ -44,19 +43,19 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 				// Replies in flight: pipelined frames, partly read.
 				var stream []byte
 				for i := range 4 {
-					stream = append(stream, frameOf(pattern(64<<10, uint64(i)))...)
+					stream = append(stream, testkit.Frame(testkit.Pattern(64<<10, uint64(i)))...)
 				}
-				if err := writeAll(c, stream, ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 					return err
 				}
-				_, err := readFrame(c, ioTimeout)
+				_, err := testkit.ReadFrame(c, ioTimeout, testkit.MaxFrame)
 				return err
 			},
 		},
 		{
 			name: "after replies were queued, unread",
 			act: func(c net.Conn, rng *rand.Rand) error {
-				return writeAll(c, frameOf(pattern(1+rng.IntN(64<<10), rng.Uint64())), ioTimeout)
+				return testkit.WriteFrame(c, testkit.Pattern(1+rng.IntN(64<<10), rng.Uint64()), ioTimeout)
 			},
 		},
 	}
@@ -72,7 +71,7 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			for range rounds {
 				m := moments[rng.IntN(len(moments))]
-				c, err := dialErr(ts.addr)
+				c, err := net.DialTimeout("tcp", ts.addr, ioTimeout)
 				if err != nil {
 					return err
 				}
@@ -81,7 +80,7 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 					return fmt.Errorf("%s: %w", m.name, err)
 				}
 				time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
-				if err := resetClose(c); err != nil {
+				if err := resetClose(c.(*net.TCPConn)); err != nil {
 					return err
 				}
 			}
@@ -102,10 +101,10 @@ func TestResetsAtRandomMomentsAffectNoOther(t *testing.T) {
 			t.Errorf("want all %d closes counted as resets: %s", resets, fmtStats(&st))
 		}
 		for _, ev := range rec.closeEvents() {
-			if !errors.Is(ev.err, syscall.ECONNRESET) && !errors.Is(ev.err, syscall.EPIPE) {
+			if !testkit.IsReset(ev.err) {
 				t.Errorf("OnClose for a reset connection got %v, want ECONNRESET or EPIPE", ev.err)
 			}
 		}
-		roundTrip(t, by.c, []byte("after the resets"))
+		testkit.Echo(t, by.c, []byte("after the resets"), ioTimeout)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // shutdownAsync starts ts's Shutdown with a context of the given timeout
@@ -58,12 +59,12 @@ func TestShutdownDeliversQueuedReplies(t *testing.T) {
 		cfg.HighWater = 16 << 20
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		var stream []byte
 		for i := range frames {
-			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(size, uint64(i)))...)
 		}
-		if err := writeAll(c, stream, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		ts.waitStats(t, ioTimeout, "every frame read", func(st frameloop.Stats) bool {
@@ -79,7 +80,7 @@ func TestShutdownDeliversQueuedReplies(t *testing.T) {
 		if !bytes.Equal(got, stream) {
 			t.Fatalf("got %d bytes of replies (%v), want the %d sent, byte for byte", len(got), err, len(stream))
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
 		r := awaitShutdown(t, done, 3*ioTimeout)
 		if r.err != nil {
@@ -107,21 +108,21 @@ func TestShutdownAnswersEveryFrameItRead(t *testing.T) {
 			c.Write(payload)
 		}
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		var stream []byte
 		for i := range frames {
-			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(size, uint64(i)))...)
 		}
 		sent := make(chan error, 1)
-		go func() { sent <- writeAll(c, stream, ioTimeout) }()
+		go func() { sent <- testkit.WriteAll(c, stream, ioTimeout) }()
 		// Shut down once a quarter of the replies is in.
 		got, err := readSlowly(c, len(stream)/4, 64<<10, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := shutdownAsync(ts, 3*ioTimeout)
-		rest, err := readUntilClosed(c, 3*ioTimeout)
-		if !isClosedErr(err) {
+		rest, err := testkit.ReadUntilClosed(c, 3*ioTimeout)
+		if !testkit.IsClosed(err) {
 			t.Fatalf("after %d bytes of replies: %v, want the end of stream", len(got)+len(rest), err)
 		}
 		got = append(got, rest...)
@@ -145,7 +146,7 @@ func TestShutdownTimesOutOnANonReader(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		stallNonReader(t, c, rec.openFor(t, c, ioTimeout))
 		r := awaitShutdown(t, shutdownAsync(ts, timeout), timeout+ioTimeout)
 		if !errors.Is(r.err, context.DeadlineExceeded) {
@@ -166,7 +167,7 @@ func TestShutdownServesNoNewConnection(t *testing.T) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
 		// A non-reader keeps the shutdown going.
-		holder := dial(t, ts.addr)
+		holder := testkit.DialTCP(t, ts.addr, ioTimeout)
 		stallNonReader(t, holder, rec.openFor(t, holder, ioTimeout))
 		done := shutdownAsync(ts, 3*ioTimeout)
 		time.Sleep(200 * time.Millisecond)
@@ -191,15 +192,15 @@ func TestShutdownServesNoNewConnection(t *testing.T) {
 // without an answer to its frame.
 func expectNoService(t *testing.T, addr string) {
 	t.Helper()
-	c, err := dialErr(addr)
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
 	if err != nil {
 		return // refused
 	}
 	defer c.Close()
-	if err := writeFrame(c, []byte("hello?")); err != nil {
+	if err := testkit.WriteFrame(c, []byte("hello?"), ioTimeout); err != nil {
 		return // reset already
 	}
-	if err := expectClosedErr(c, 2*time.Second); err != nil {
+	if err := testkit.ExpectClosedErr(c, 2*time.Second); err != nil {
 		t.Errorf("a connection made after Shutdown began: %v", err)
 	}
 }
@@ -211,8 +212,8 @@ func TestShutdownNotHeldUpByIdleConnections(t *testing.T) {
 		ts := startServer(t, rec, cfg)
 		var conns []net.Conn
 		for range idle {
-			c := dial(t, ts.addr)
-			roundTrip(t, c, []byte("served"))
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
+			testkit.Echo(t, c, []byte("served"), ioTimeout)
 			conns = append(conns, c)
 		}
 		r := awaitShutdown(t, shutdownAsync(ts, 3*ioTimeout), 3*ioTimeout)
@@ -223,7 +224,7 @@ func TestShutdownNotHeldUpByIdleConnections(t *testing.T) {
 			t.Errorf("Shutdown took %v with only idle connections", r.took)
 		}
 		for _, c := range conns {
-			expectClosed(t, c, ioTimeout)
+			testkit.ExpectClosed(t, c, ioTimeout)
 		}
 		if n := len(rec.closeEvents()); n != idle {
 			t.Errorf("%d OnClose calls, want %d", n, idle)
@@ -284,8 +285,8 @@ func TestShutdownDoesNotResetAConnectionWithUnreadInput(t *testing.T) {
 			c.Write(payload[:8])
 		}
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
-		if err := writeFrame(c, []byte("block")); err != nil {
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		if err := testkit.WriteFrame(c, []byte("block"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -296,12 +297,12 @@ func TestShutdownDoesNotResetAConnectionWithUnreadInput(t *testing.T) {
 		// Megabytes of frames arrive while the loop is held.
 		var stream []byte
 		for i := range 64 {
-			p := pattern(size, uint64(i))
+			p := testkit.Pattern(size, uint64(i))
 			binary.LittleEndian.PutUint64(p, uint64(i))
-			stream = append(stream, frameOf(p)...)
+			stream = append(stream, testkit.Frame(p)...)
 		}
 		sent := make(chan error, 1)
-		go func() { sent <- writeAll(c, stream, ioTimeout) }()
+		go func() { sent <- testkit.WriteAll(c, stream, ioTimeout) }()
 		time.Sleep(100 * time.Millisecond)
 		done := shutdownAsync(ts, 3*ioTimeout)
 		time.Sleep(50 * time.Millisecond) // the request is posted
@@ -313,7 +314,7 @@ func TestShutdownDoesNotResetAConnectionWithUnreadInput(t *testing.T) {
 		var err error
 		for {
 			var p []byte
-			if p, err = readFrame(c, ioTimeout); err != nil {
+			if p, err = testkit.ReadFrame(c, ioTimeout, testkit.MaxFrame); err != nil {
 				break
 			}
 			if len(p) != 8 || binary.LittleEndian.Uint64(p) != acks {
@@ -342,13 +343,13 @@ func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		server := rec.openFor(t, c, ioTimeout)
 		// Warm up: replies read as fast as they come, so that the kernel
 		// grows the server's send buffer.
 		var warm [][]byte
 		for i := range 64 {
-			warm = append(warm, pattern(size, uint64(i)))
+			warm = append(warm, testkit.Pattern(size, uint64(i)))
 		}
 		if err := pipelineEcho(c, warm, nil, 0); err != nil {
 			t.Fatal(err)
@@ -357,28 +358,28 @@ func TestShutdownKeepsRepliesInFlightWhenThePeerSendsMore(t *testing.T) {
 		// answers them all and hands the replies to the kernel.
 		var stream []byte
 		for i := range 16 {
-			stream = append(stream, frameOf(pattern(size, uint64(100+i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(size, uint64(100+i)))...)
 		}
-		if err := writeAll(c, stream, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		ts.waitStats(t, ioTimeout, "every frame answered", func(st frameloop.Stats) bool {
 			return st.FramesOut == 64+16
 		})
-		eventually(t, ioTimeout, func() bool { return server.Queued() == 0 }, "replies handed to the kernel")
+		testkit.Eventually(t, ioTimeout, pollEvery, func() bool { return server.Queued() == 0 }, "replies handed to the kernel")
 
 		done := shutdownAsync(ts, 3*ioTimeout)
 		time.Sleep(100 * time.Millisecond) // the loops act on the request
 		// The client, not knowing, sends one more frame (the write may fail
 		// if the server has already reset the connection).
-		_ = writeAll(c, frameOf([]byte("one more")), ioTimeout)
+		_ = testkit.WriteFrame(c, []byte("one more"), ioTimeout)
 		time.Sleep(50 * time.Millisecond)
 
 		// The last frame came after the shutdown began: it is answered if
 		// it arrived while the connection was still draining, and not if
 		// the connection had gone quiet and was closing already.
-		got, err := readUntilClosed(c, ioTimeout)
-		withLast := append(bytes.Clone(stream), frameOf([]byte("one more"))...)
+		got, err := testkit.ReadUntilClosed(c, ioTimeout)
+		withLast := append(bytes.Clone(stream), testkit.Frame([]byte("one more"))...)
 		if !bytes.Equal(got, stream) && !bytes.Equal(got, withLast) {
 			n := min(len(got), len(stream))
 			t.Fatalf("got %d bytes of replies (the first %d equal to the frames sent: %v); want the %d sent, perhaps with the last frame's reply",
@@ -402,19 +403,19 @@ func TestShutdownAnswersEveryFrameSentBeforeIt(t *testing.T) {
 	const frames, size = 100, 48 << 10
 	forEachLoopCount(t, []int{1, 2, 4}, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		ts.waitStats(t, ioTimeout, "the connection accepted", func(st frameloop.Stats) bool { return st.Accepted == 1 })
 		var stream []byte
 		for i := range frames {
-			stream = append(stream, frameOf(pattern(size, uint64(i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(size, uint64(i)))...)
 		}
 		// Without reading: the server pauses at its high-water mark and
 		// the rest waits in the kernels' buffers.
-		if err := writeAll(c, stream, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 			t.Fatalf("sending %d bytes without reading: %v", len(stream), err)
 		}
 		done := shutdownAsync(ts, 3*ioTimeout)
-		got, err := readUntilClosed(c, 3*ioTimeout)
+		got, err := testkit.ReadUntilClosed(c, 3*ioTimeout)
 		if !bytes.Equal(got, stream) {
 			same := 0
 			for same < min(len(got), len(stream)) && got[same] == stream[same] {
@@ -439,13 +440,13 @@ func TestShutdownCalledTwiceWaitsForTheDrain(t *testing.T) {
 		cfg.HighWater = 16 << 20 // every reply queued at once
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		const frames = 192
 		var stream []byte
 		for i := range frames {
-			stream = append(stream, frameOf(pattern(64<<10, uint64(i)))...)
+			stream = append(stream, testkit.Frame(testkit.Pattern(64<<10, uint64(i)))...)
 		}
-		if err := writeAll(c, stream, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		ts.waitStats(t, ioTimeout, "every frame read", func(st frameloop.Stats) bool { return st.FramesIn == frames })
@@ -461,7 +462,7 @@ func TestShutdownCalledTwiceWaitsForTheDrain(t *testing.T) {
 			t.Fatalf("the second Shutdown returned %v after %v, while replies were still queued", r.err, r.took)
 		case <-time.After(200 * time.Millisecond):
 		}
-		got, err := readUntilClosed(c, 3*ioTimeout)
+		got, err := testkit.ReadUntilClosed(c, 3*ioTimeout)
 		if !bytes.Equal(got, stream) || !errors.Is(err, io.EOF) {
 			t.Fatalf("got %d of %d bytes of replies, then %v", len(got), len(stream), err)
 		}
@@ -499,7 +500,7 @@ func TestShutdownUnderConnectChurnLeaksNothing(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, ioTimeout, func() bool { return openDescriptors(t) <= before },
+	testkit.Eventually(t, ioTimeout, pollEvery, func() bool { return openDescriptors(t) <= before },
 		"descriptors back to the %d open before the shutdowns (now %d)", before, openDescriptors(t))
 }
 
@@ -526,11 +527,11 @@ func churnThenShutdown(t *testing.T, cfg frameloop.Config, cycle int) {
 					return
 				default:
 				}
-				c, err := dialErr(addr)
+				c, err := net.DialTimeout("tcp", addr, ioTimeout)
 				if err != nil {
 					continue // refused: the listener is closed
 				}
-				writeFrame(c, []byte("churn"))
+				testkit.WriteFrame(c, []byte("churn"), ioTimeout)
 				c.Close()
 			}
 		})

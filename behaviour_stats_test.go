@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestStatsCountKnownTraffic(t *testing.T) {
@@ -19,33 +20,33 @@ func TestStatsCountKnownTraffic(t *testing.T) {
 		var bytesIn, bytesOut uint64
 
 		// Ten 100-byte frames, echoed; then the peer closes.
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		for i := range 10 {
-			roundTrip(t, c, pattern(100, uint64(i)))
+			testkit.Echo(t, c, testkit.Pattern(100, uint64(i)), ioTimeout)
 		}
 		c.Close()
 		bytesIn += 10 * 104
 		bytesOut += 10 * 104
 
 		// One empty frame; then the peer closes.
-		c = dial(t, ts.addr)
-		roundTrip(t, c, nil)
+		c = testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.Echo(t, c, nil, ioTimeout)
 		c.Close()
 		bytesIn += 4
 		bytesOut += 4
 
 		// An oversized header.
-		c = dial(t, ts.addr)
-		if err := writeAll(c, header(1001), ioTimeout); err != nil {
+		c = testkit.DialTCP(t, ts.addr, ioTimeout)
+		if err := testkit.WriteAll(c, testkit.Header(1001), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
 		bytesIn += 4
 
 		// Part of a frame, read by the server; then a reset.
-		c = dial(t, ts.addr)
-		if err := writeAll(c, frameOf(pattern(10, 1))[:6], ioTimeout); err != nil {
+		c = testkit.DialTCP(t, ts.addr, ioTimeout)
+		if err := testkit.WriteAll(c, testkit.Frame(testkit.Pattern(10, 1))[:6], ioTimeout); err != nil {
 			t.Fatal(err)
 		}
 		bytesIn += 6
@@ -55,8 +56,8 @@ func TestStatsCountKnownTraffic(t *testing.T) {
 		}
 
 		// A silent connection, closed by the idle timeout.
-		c = dial(t, ts.addr)
-		expectClosed(t, c, 2*idleTimeout+late+ioTimeout)
+		c = testkit.DialTCP(t, ts.addr, ioTimeout)
+		testkit.ExpectClosed(t, c, 2*idleTimeout+late+ioTimeout)
 
 		st := ts.waitStats(t, ioTimeout, "all five closed", func(st frameloop.Stats) bool {
 			return st.Connections == 0 && totalClosed(st) == 5
@@ -85,7 +86,7 @@ func TestStatsCompleteAfterShutdown(t *testing.T) {
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		ts := startServer(t, nil, cfg)
 		for range conns {
-			roundTrip(t, dial(t, ts.addr), []byte("hello"))
+			testkit.Echo(t, testkit.DialTCP(t, ts.addr, ioTimeout), []byte("hello"), ioTimeout)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()

@@ -5,10 +5,12 @@ package frameloop_test
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // Times are measured from just before the client acts (dials, or sends
@@ -32,10 +34,10 @@ func TestIdleTimeoutClosesASilentConnection(t *testing.T) {
 		resets  bool
 	}{
 		{name: "silent from the start"},
-		{name: "silent after one frame", prelude: frameOf([]byte("one")), resets: true},
-		{name: "silent after an empty frame", prelude: frameOf(nil), resets: true},
-		{name: "silent after part of a header", prelude: header(3)[:3]},
-		{name: "silent after part of a payload", prelude: frameOf([]byte("abcdef"))[:7]},
+		{name: "silent after one frame", prelude: testkit.Frame([]byte("one")), resets: true},
+		{name: "silent after an empty frame", prelude: testkit.Frame(nil), resets: true},
+		{name: "silent after part of a header", prelude: testkit.Header(3)[:3]},
+		{name: "silent after part of a payload", prelude: testkit.Frame([]byte("abcdef"))[:7]},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		cfg.IdleTimeout = idleTimeout
@@ -45,21 +47,21 @@ func TestIdleTimeoutClosesASilentConnection(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				start := time.Now()
-				c := dial(t, ts.addr)
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
 				if tc.prelude != nil {
 					if tc.resets {
 						start = time.Now()
 					}
-					if err := writeAll(c, tc.prelude, ioTimeout); err != nil {
+					if err := testkit.WriteAll(c, tc.prelude, ioTimeout); err != nil {
 						t.Fatal(err)
 					}
 					if tc.resets {
-						if err := expectFrame(c, tc.prelude[4:], ioTimeout); err != nil {
+						if err := testkit.ExpectFrameErr(c, tc.prelude[4:], ioTimeout); err != nil {
 							t.Fatal(err)
 						}
 					}
 				}
-				expectClosed(t, c, idleTimeout+late+ioTimeout)
+				testkit.ExpectClosed(t, c, idleTimeout+late+ioTimeout)
 				within(t, "closed", time.Since(start), idleTimeout-early, idleTimeout+late)
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrIdleTimeout) {
 					t.Errorf("OnClose got %v, want ErrIdleTimeout", ev.err)
@@ -79,20 +81,20 @@ func TestIdleTimeoutPushedByCompleteFrames(t *testing.T) {
 		cfg.IdleTimeout = idleTimeout
 		rec := newRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		// A complete frame every 100 ms keeps it open for four timeouts.
 		start := time.Now()
 		var last time.Time
 		for i := 0; time.Since(start) < 4*idleTimeout; i++ {
 			last = time.Now()
-			roundTrip(t, c, pattern(i%50, uint64(i)))
+			testkit.Echo(t, c, testkit.Pattern(i%50, uint64(i)), ioTimeout)
 			time.Sleep(100 * time.Millisecond)
 		}
 		if st := ts.stats(); totalClosed(st) != 0 {
 			t.Fatalf("a connection closed while frames kept arriving: %s", fmtStats(&st))
 		}
 		// Then silence: closed one timeout after the last frame.
-		expectClosed(t, c, idleTimeout+late+ioTimeout)
+		testkit.ExpectClosed(t, c, idleTimeout+late+ioTimeout)
 		within(t, "closed after the last frame", time.Since(last), idleTimeout-early, idleTimeout+late)
 		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrIdleTimeout) {
 			t.Errorf("OnClose got %v, want ErrIdleTimeout", ev.err)
@@ -108,8 +110,8 @@ func TestIdleTimeoutNotPushedByTrickledBytes(t *testing.T) {
 		chunk int
 		every time.Duration
 	}{
-		{name: "one byte every 50ms", frame: frameOf(pattern(100, 1)), chunk: 1, every: 50 * time.Millisecond},
-		{name: "a large frame in 4 KiB pieces", frame: frameOf(pattern(512<<10, 2)), chunk: 4 << 10, every: 25 * time.Millisecond},
+		{name: "one byte every 50ms", frame: testkit.Frame(testkit.Pattern(100, 1)), chunk: 1, every: 50 * time.Millisecond},
+		{name: "a large frame in 4 KiB pieces", frame: testkit.Frame(testkit.Pattern(512<<10, 2)), chunk: 4 << 10, every: 25 * time.Millisecond},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
 		cfg.IdleTimeout = idleTimeout
@@ -122,19 +124,19 @@ func TestIdleTimeoutNotPushedByTrickledBytes(t *testing.T) {
 					t.Fatalf("the frame would be complete after %v: too soon to tell", d)
 				}
 				start := time.Now()
-				c := dial(t, ts.addr)
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
 				trickled := make(chan error, 1)
 				go func() {
 					// Ends with an error once the server has closed.
 					trickled <- writeChunks(c, tc.frame, func(int) int { return tc.chunk }, tc.every)
 				}()
-				got, err := readUntilClosed(c, idleTimeout+late+ioTimeout)
+				got, err := testkit.ReadUntilClosed(c, idleTimeout+late+ioTimeout)
 				elapsed := time.Since(start)
 				c.SetWriteDeadline(time.Now())
 				if werr := <-trickled; werr == nil {
 					t.Error("the whole frame was trickled in without the connection closing")
 				}
-				if len(got) > 0 || !isClosedErr(err) {
+				if len(got) > 0 || !testkit.IsClosed(err) {
 					t.Fatalf("want the server to close the connection, got %d bytes, %v", len(got), err)
 				}
 				within(t, "closed", elapsed, idleTimeout-early, idleTimeout+late)
@@ -156,12 +158,12 @@ func TestIdleTimeoutManyConnectionsStaggered(t *testing.T) {
 		err := runGoroutines(conns, func(i int) error {
 			time.Sleep(time.Duration(i) * 10 * time.Millisecond)
 			start := time.Now()
-			c, err := dialErr(ts.addr)
+			c, err := net.DialTimeout("tcp", ts.addr, ioTimeout)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if err := expectClosedErr(c, idleTimeout+late+ioTimeout); err != nil {
+			if err := testkit.ExpectClosedErr(c, idleTimeout+late+ioTimeout); err != nil {
 				return err
 			}
 			if d := time.Since(start); d < idleTimeout-early || d > idleTimeout+late {

@@ -33,7 +33,6 @@ package frameloop_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +51,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 const (
@@ -386,9 +386,9 @@ func chaosWarmUp(t *testing.T, cfg frameloop.Config) {
 	go func() { done <- srv.Serve() }()
 	c, err := net.DialTimeout("tcp", srv.Addr().String(), chaosDialTimeout)
 	if err == nil {
-		err = writeAll(c, frameOf([]byte("warm-up")), chaosIOTimeout)
+		err = testkit.WriteFrame(c, []byte("warm-up"), chaosIOTimeout)
 		if err == nil {
-			_, err = chaosReadFrame(c, nil, chaosIOTimeout)
+			_, err = testkit.ReadFrameInto(c, nil, chaosIOTimeout, chaosMaxMessage)
 		}
 		c.Close()
 	}
@@ -643,8 +643,7 @@ func chaosNextBurst(rng *rand.Rand, stream []byte) chaosBurst {
 			e.done = b.sync
 		}
 		b.expected = append(b.expected, e)
-		b.stream = binary.LittleEndian.AppendUint32(b.stream, uint32(len(e.payload)))
-		b.stream = append(b.stream, e.payload...)
+		b.stream = testkit.AppendFrame(b.stream, e.payload)
 	}
 	return b
 }
@@ -693,10 +692,10 @@ func (r *chaosRun) wellBehaved(id int) int64 {
 		defer close(readerDone)
 		buf := make([]byte, chaosMaxMessage)
 		for e := range expected {
-			got, err := chaosReadFrame(c, buf, chaosIOTimeout)
+			got, err := testkit.ReadFrameInto(c, buf, chaosIOTimeout, chaosMaxMessage)
 			if err == nil && !bytes.Equal(got, e.payload) {
 				err = fmt.Errorf("wrong reply: got %d bytes %s, want %d bytes %s",
-					len(got), preview(got), len(e.payload), preview(e.payload))
+					len(got), testkit.Preview(got), len(e.payload), testkit.Preview(e.payload))
 			}
 			if err != nil {
 				readErr = fmt.Errorf("client %d, reply %d (to a %d-byte frame): %w", id, frames, len(e.payload), err)
@@ -776,7 +775,7 @@ writing:
 // chaosPayload is a payload of n bytes: a window, starting at random, of
 // the harness's pattern block. Clients only read it.
 func chaosPayload(rng *rand.Rand, n int) []byte {
-	block := patternBlock()
+	block := testkit.PatternBlock()
 	off := rng.IntN(len(block) - n + 1)
 	return block[off : off+n : off+n]
 }
@@ -815,7 +814,7 @@ func chaosWriteSplit(c net.Conn, b []byte, rng *rand.Rand, written func()) error
 			n = 1 + rng.IntN(32<<10)
 		}
 		n = min(n, len(b))
-		if err := writeAll(c, b[:n], chaosIOTimeout); err != nil {
+		if err := testkit.WriteAll(c, b[:n], chaosIOTimeout); err != nil {
 			return err
 		}
 		if written != nil {
@@ -850,8 +849,7 @@ func chaosFrames(rng *rand.Rand, n int) (payloads [][]byte, stream []byte) {
 	for range n {
 		p := chaosPayload(rng, chaosPayloadSize(rng))
 		payloads = append(payloads, p)
-		stream = binary.LittleEndian.AppendUint32(stream, uint32(len(p)))
-		stream = append(stream, p...)
+		stream = testkit.AppendFrame(stream, p)
 	}
 	return payloads, stream
 }
@@ -860,13 +858,13 @@ func chaosFrames(rng *rand.Rand, n int) (payloads [][]byte, stream []byte) {
 func chaosReadReplies(c net.Conn, payloads [][]byte, timeout time.Duration) error {
 	buf := make([]byte, chaosMaxMessage)
 	for i, p := range payloads {
-		got, err := chaosReadFrame(c, buf, timeout)
+		got, err := testkit.ReadFrameInto(c, buf, timeout, chaosMaxMessage)
 		if err != nil {
 			return fmt.Errorf("reply %d of %d (to a %d-byte frame): %w", i, len(payloads), len(p), err)
 		}
 		if !bytes.Equal(got, p) {
 			return fmt.Errorf("reply %d of %d is wrong: got %d bytes %s, want %d bytes %s",
-				i, len(payloads), len(got), preview(got), len(p), preview(p))
+				i, len(payloads), len(got), testkit.Preview(got), len(p), testkit.Preview(p))
 		}
 	}
 	return nil
@@ -889,7 +887,7 @@ func (r *chaosRun) resetter(rng *rand.Rand) {
 	// Then the start of one more frame: a part of its header, or its
 	// header and a part of its payload, or nothing.
 	size := 1 + rng.IntN(chaosMaxMessage)
-	part := binary.LittleEndian.AppendUint32(nil, uint32(size))
+	part := testkit.Header(uint32(size))
 	switch rng.IntN(3) {
 	case 0:
 		part = part[:1+rng.IntN(3)]
@@ -905,7 +903,7 @@ func (r *chaosRun) resetter(rng *rand.Rand) {
 	for len(stream) > 0 {
 		n := min(len(stream), 1+rng.IntN(16<<10))
 		if _, err := c.Write(stream[:n]); err != nil {
-			if !isTimeout(err) {
+			if !testkit.IsTimeout(err) {
 				r.fail(who, "writing before the reset: %v", err)
 			}
 			break
@@ -916,8 +914,8 @@ func (r *chaosRun) resetter(rng *rand.Rand) {
 	if len(payloads) > 0 && rng.IntN(2) == 0 {
 		buf := make([]byte, chaosMaxMessage)
 		for i, p := range payloads {
-			got, err := chaosReadFrameNoDeadline(c, buf)
-			if isTimeout(err) {
+			got, err := testkit.ReadFrameInto(c, buf, 0, chaosMaxMessage)
+			if testkit.IsTimeout(err) {
 				break
 			}
 			if err != nil {
@@ -926,7 +924,7 @@ func (r *chaosRun) resetter(rng *rand.Rand) {
 			}
 			if !bytes.Equal(got, p) {
 				r.fail(who, "reply %d before the reset is wrong: got %d bytes %s, want %d bytes %s",
-					i, len(got), preview(got), len(p), preview(p))
+					i, len(got), testkit.Preview(got), len(p), testkit.Preview(p))
 				break
 			}
 			if i == len(payloads)-1 {
@@ -957,9 +955,9 @@ func (r *chaosRun) slowloris(rng *rand.Rand) {
 	if rng.IntN(2) == 0 {
 		// One complete frame first: its reply shows the connection is
 		// served, and its arrival sets the idle deadline.
-		p := pattern(rng.IntN(512), rng.Uint64())
+		p := testkit.Pattern(rng.IntN(512), rng.Uint64())
 		sent := time.Now()
-		if err := writeAll(c, frameOf(p), chaosIOTimeout); err != nil {
+		if err := testkit.WriteFrame(c, p, chaosIOTimeout); err != nil {
 			r.fail(who, "writing its one frame: %v", err)
 			return
 		}
@@ -971,7 +969,7 @@ func (r *chaosRun) slowloris(rng *rand.Rand) {
 		basis = "IdleTimeout after its one complete frame was sent"
 	}
 	size := 1024 + rng.IntN(chaosMaxMessage-1024)
-	trickle := append(header(uint32(size)), pattern(256, rng.Uint64())...)
+	trickle := append(testkit.Header(uint32(size)), testkit.Pattern(256, rng.Uint64())...)
 	interval := 50*time.Millisecond + time.Duration(rng.Int64N(int64(250*time.Millisecond)))
 	giveUp := time.Now().Add(chaosGiveUp)
 	var b [64]byte
@@ -981,21 +979,21 @@ func (r *chaosRun) slowloris(rng *rand.Rand) {
 				time.Since(start).Round(time.Millisecond), interval.Round(time.Millisecond))
 			return
 		}
-		err := writeAll(c, trickle[i:i+1], chaosIOTimeout)
+		err := testkit.WriteAll(c, trickle[i:i+1], chaosIOTimeout)
 		if err == nil {
 			c.SetReadDeadline(time.Now().Add(interval))
 			var n int
 			n, err = c.Read(b[:])
 			if n > 0 {
-				r.fail(who, "got %d bytes %s, though it completed no frame since its last reply", n, preview(b[:n]))
+				r.fail(who, "got %d bytes %s, though it completed no frame since its last reply", n, testkit.Preview(b[:n]))
 				return
 			}
-			if isTimeout(err) {
+			if testkit.IsTimeout(err) {
 				continue
 			}
 		}
 		closed := time.Now()
-		if !isClosedErr(err) {
+		if !testkit.IsClosed(err) {
 			r.fail(who, "trickling: %v", err)
 			return
 		}
@@ -1045,7 +1043,7 @@ func (r *chaosRun) oversize(rng *rand.Rand) {
 	default:
 		announced = chaosMaxMessage + 1 + rng.Uint32N(1<<30)
 	}
-	stream = binary.LittleEndian.AppendUint32(stream, announced)
+	stream = append(stream, testkit.Header(announced)...)
 	if rng.IntN(3) == 0 {
 		stream = append(stream, chaosPayload(rng, rng.IntN(4096))...)
 	}
@@ -1108,12 +1106,12 @@ func (r *chaosRun) nonReader(rng *rand.Rand) {
 		return
 	}
 	defer r.hangUp(c, false)
-	stream := frameOf(pattern(chaosMaxMessage-rng.IntN(1024), rng.Uint64()))
+	stream := testkit.Frame(testkit.Pattern(chaosMaxMessage-rng.IntN(1024), rng.Uint64()))
 	var off int64
 	stalls := 0
 	for {
 		var stalled bool
-		off, stalled, err = writeUntilStall(c, stream, off, 1<<40, true, 250*time.Millisecond)
+		off, stalled, err = testkit.WriteUntilStall(c, stream, off, 1<<40, true, stallChunk, 250*time.Millisecond)
 		if err != nil {
 			break
 		}
@@ -1128,7 +1126,7 @@ func (r *chaosRun) nonReader(rng *rand.Rand) {
 			return
 		}
 	}
-	if !isClosedErr(err) {
+	if !testkit.IsClosed(err) {
 		r.fail(who, "after %d bytes: %v", off, err)
 		return
 	}
@@ -1175,55 +1173,26 @@ func (r *chaosRun) churner(rng *rand.Rand) {
 		r.count(who, "gave up silent")
 		return
 	}
-	p := pattern(rng.IntN(2048), rng.Uint64())
+	p := testkit.Pattern(rng.IntN(2048), rng.Uint64())
 	c.SetDeadline(time.Now().Add(hold))
-	if _, err := c.Write(frameOf(p)); err != nil {
+	if _, err := c.Write(testkit.Frame(p)); err != nil {
 		r.fail(who, "writing one frame: %v", err)
 		return
 	}
-	got, err := chaosReadFrameNoDeadline(c, nil)
+	got, err := testkit.ReadFrameInto(c, nil, 0, chaosMaxMessage)
 	switch {
-	case isTimeout(err):
+	case testkit.IsTimeout(err):
 		r.count(who, "gave up waiting")
 	case err != nil:
 		r.fail(who, "reading its reply: %v", err)
 	case !bytes.Equal(got, p):
-		r.fail(who, "wrong reply: got %d bytes %s, want %d bytes %s", len(got), preview(got), len(p), preview(p))
+		r.fail(who, "wrong reply: got %d bytes %s, want %d bytes %s", len(got), testkit.Preview(got), len(p), testkit.Preview(p))
 	default:
 		r.count(who, "served")
 	}
 }
 
-// ---- frames, descriptors ----
-
-// chaosReadFrame reads one frame within timeout into buf (allocating when
-// buf is too small) and refuses lengths past MaxMessage: the stream would
-// be out of step.
-func chaosReadFrame(c net.Conn, buf []byte, timeout time.Duration) ([]byte, error) {
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
-	}
-	return chaosReadFrameNoDeadline(c, buf)
-}
-
-func chaosReadFrameNoDeadline(c net.Conn, buf []byte) ([]byte, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(h[:])
-	if n > chaosMaxMessage {
-		return nil, fmt.Errorf("reply header announces %d bytes, more than MaxMessage: stream out of step", n)
-	}
-	if int(n) > cap(buf) {
-		buf = make([]byte, n)
-	}
-	p := buf[:n]
-	if _, err := io.ReadFull(c, p); err != nil {
-		return nil, fmt.Errorf("reading a %d-byte payload: %w", n, err)
-	}
-	return p, nil
-}
+// ---- the end of the stream, descriptors ----
 
 // chaosExpectEOF checks that the stream ends cleanly (not with a reset)
 // within timeout, with nothing more arriving.
@@ -1234,7 +1203,7 @@ func chaosExpectEOF(c net.Conn, timeout time.Duration) error {
 	var b [512]byte
 	n, err := c.Read(b[:])
 	if n > 0 {
-		return fmt.Errorf("expected the end of the stream, got %d more bytes %s", n, preview(b[:n]))
+		return fmt.Errorf("expected the end of the stream, got %d more bytes %s", n, testkit.Preview(b[:n]))
 	}
 	if !errors.Is(err, io.EOF) {
 		return fmt.Errorf("expected the end of the stream, got %v", err)

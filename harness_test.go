@@ -2,23 +2,20 @@ package frameloop_test
 
 // The shared harness of the behavioural tests: a server matrix (every
 // backend × loop count × balance mode), servers that are always shut down
-// and awaited, a recording handler, plain net clients that speak the frame
-// format, and bounded waits. Nothing here may block without a deadline.
+// and awaited, a recording handler, and clients that pipeline, stall or
+// keep echoing while a test does harm. The frame format, bounded reads and
+// writes, and bounded waits are internal/testkit's, shared with the other
+// packages' tests. Nothing here may block without a deadline.
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +23,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -50,9 +48,11 @@ const (
 	quiet = 300 * time.Millisecond
 	// serveWait bounds how long Serve may take to return after Shutdown.
 	serveWait = 15 * time.Second
-	// maxTestFrame refuses absurd lengths in readFrame (a desynchronised
-	// stream) instead of allocating them.
-	maxTestFrame = 64 << 20
+	// pollEvery is how often a wait polls what it waits for.
+	pollEvery = 5 * time.Millisecond
+	// stallChunk is the largest single write of a client that pipelines
+	// without reading: one that does not complete in time is a stall.
+	stallChunk = 256 << 10
 )
 
 // serverVariant is one cell of the matrix every behaviour runs over.
@@ -194,7 +194,7 @@ func (ts *testServer) stats() frameloop.Stats { return ts.srv.Stats() }
 func (ts *testServer) waitStats(t testing.TB, timeout time.Duration, what string, cond func(frameloop.Stats) bool) frameloop.Stats {
 	t.Helper()
 	var st frameloop.Stats
-	eventually(t, timeout, func() bool {
+	testkit.Eventually(t, timeout, pollEvery, func() bool {
 		st = ts.stats()
 		return cond(st)
 	}, "stats: %s (last: %s)", what, fmtStats(&st))
@@ -219,22 +219,6 @@ func totalClosed(st frameloop.Stats) uint64 {
 		n += st.ClosedBy(r)
 	}
 	return n
-}
-
-// eventually polls cond until it holds, failing the test after timeout.
-// It must run on the test's goroutine.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true within %v: "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // ---- recording handler ----
@@ -312,7 +296,7 @@ func (r *recorder) openFor(t testing.TB, client net.Conn, timeout time.Duration)
 	t.Helper()
 	want := client.LocalAddr().String()
 	var found *frameloop.Conn
-	eventually(t, timeout, func() bool {
+	testkit.Eventually(t, timeout, pollEvery, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for _, c := range r.opens {
@@ -357,162 +341,6 @@ func (r *recorder) waitCloseFor(remote string, timeout time.Duration) (closeEven
 
 // ---- clients ----
 
-// dial connects to addr; the connection is closed when the test ends.
-func dial(t testing.TB, addr string) *net.TCPConn {
-	t.Helper()
-	c, err := dialErr(addr)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func dialErr(addr string) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: ioTimeout}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
-}
-
-// frameOf encodes payload as a frame.
-func frameOf(payload []byte) []byte {
-	b := binary.LittleEndian.AppendUint32(make([]byte, 0, 4+len(payload)), uint32(len(payload)))
-	return append(b, payload...)
-}
-
-// header is a bare length prefix.
-func header(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
-
-// writeAll writes b with a deadline.
-func writeAll(c net.Conn, b []byte, timeout time.Duration) error {
-	if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	_, err := c.Write(b)
-	return err
-}
-
-// writeFrame writes one frame carrying payload.
-func writeFrame(c net.Conn, payload []byte) error {
-	return writeAll(c, frameOf(payload), ioTimeout)
-}
-
-// readFrame reads one frame within timeout.
-func readFrame(c net.Conn, timeout time.Duration) ([]byte, error) {
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
-	}
-	var h [4]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(h[:])
-	if n > maxTestFrame {
-		return nil, fmt.Errorf("reply announces %d bytes: stream out of sync", n)
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(c, p); err != nil {
-		return nil, fmt.Errorf("reading a %d-byte payload: %w", n, err)
-	}
-	return p, nil
-}
-
-// expectFrame reads one frame and checks it carries want.
-func expectFrame(c net.Conn, want []byte, timeout time.Duration) error {
-	got, err := readFrame(c, timeout)
-	if err != nil {
-		return fmt.Errorf("reading the reply to a %d-byte frame: %w", len(want), err)
-	}
-	if !bytes.Equal(got, want) {
-		return fmt.Errorf("reply differs: got %d bytes %s, want %d bytes %s", len(got), preview(got), len(want), preview(want))
-	}
-	return nil
-}
-
-// roundTrip sends payload and checks that its echo comes back.
-func roundTrip(t testing.TB, c net.Conn, payload []byte) {
-	t.Helper()
-	if err := roundTripErr(c, payload); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func roundTripErr(c net.Conn, payload []byte) error {
-	if err := writeFrame(c, payload); err != nil {
-		return fmt.Errorf("writing a %d-byte frame: %w", len(payload), err)
-	}
-	return expectFrame(c, payload, ioTimeout)
-}
-
-func preview(b []byte) string {
-	if len(b) > 16 {
-		return fmt.Sprintf("%x…", b[:16])
-	}
-	return fmt.Sprintf("%x", b)
-}
-
-// isClosedErr says whether err is how a client sees a connection the
-// server closed: end of stream, or a reset.
-func isClosedErr(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
-
-// readUntilClosed reads until the connection ends or timeout passes and
-// returns what arrived and the error that ended the reading.
-func readUntilClosed(c net.Conn, timeout time.Duration) ([]byte, error) {
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
-	}
-	var got bytes.Buffer
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		got.Write(buf[:n])
-		if err != nil {
-			return got.Bytes(), err
-		}
-	}
-}
-
-// expectClosed checks that the server closes c (end of stream or reset)
-// within timeout without sending anything more.
-func expectClosed(t testing.TB, c net.Conn, timeout time.Duration) {
-	t.Helper()
-	if err := expectClosedErr(c, timeout); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func expectClosedErr(c net.Conn, timeout time.Duration) error {
-	got, err := readUntilClosed(c, timeout)
-	if len(got) > 0 {
-		return fmt.Errorf("expected the connection to close with nothing more, got %d bytes %s (then %v)", len(got), preview(got), err)
-	}
-	if !isClosedErr(err) {
-		return fmt.Errorf("expected the server to close the connection within %v, got %v", timeout, err)
-	}
-	return nil
-}
-
-// expectNothing checks that nothing arrives on c for d and that it stays
-// open.
-func expectNothing(t testing.TB, c net.Conn, d time.Duration) {
-	t.Helper()
-	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
-		t.Fatal(err)
-	}
-	var b [1]byte
-	n, err := c.Read(b[:])
-	if n > 0 || !isTimeout(err) {
-		t.Fatalf("expected nothing for %v, got %d bytes, err %v", d, n, err)
-	}
-}
-
 // resetClose closes c with SO_LINGER 0, so that the kernel sends a reset.
 func resetClose(c *net.TCPConn) error {
 	if err := c.SetLinger(0); err != nil {
@@ -520,26 +348,6 @@ func resetClose(c *net.TCPConn) error {
 	}
 	return c.Close()
 }
-
-// pattern returns n pseudo-random bytes, different for each seed: a
-// window, starting where seed says, over a fixed random block (copying is
-// cheap even under -race; generating tens of MB byte by byte is not).
-func pattern(n int, seed uint64) []byte {
-	src := patternBlock()
-	b := make([]byte, n)
-	for i := int((seed * 0x9E3779B97F4A7C15) % uint64(len(src))); n > 0; i = 0 {
-		m := copy(b[len(b)-n:], src[i:])
-		n -= m
-	}
-	return b
-}
-
-// patternBlock is 1 MiB + 7 bytes, so that windows rarely line up.
-var patternBlock = sync.OnceValue(func() []byte {
-	b := make([]byte, 1<<20+7)
-	rand.NewChaCha8([32]byte{'f', 'r', 'a', 'm', 'e'}).Read(b)
-	return b
-})
 
 // runGoroutines runs fn(0..n-1) concurrently and returns the first few of
 // their errors joined, with a count (nil when all succeed).
@@ -580,13 +388,13 @@ func within(t testing.TB, what string, d, lo, hi time.Duration) {
 func pipelineEcho(c net.Conn, payloads [][]byte, split func(i int) int, pause time.Duration) error {
 	var stream []byte
 	for _, p := range payloads {
-		stream = append(stream, frameOf(p)...)
+		stream = append(stream, testkit.Frame(p)...)
 	}
 	werr := make(chan error, 1)
 	go func() { werr <- writeChunks(c, stream, split, pause) }()
 	var rerr error
 	for i, p := range payloads {
-		if err := expectFrame(c, p, ioTimeout); err != nil {
+		if err := testkit.ExpectFrameErr(c, p, ioTimeout); err != nil {
 			rerr = fmt.Errorf("reply %d of %d: %w", i, len(payloads), err)
 			c.SetWriteDeadline(time.Now()) // unblock the writer
 			break
@@ -605,7 +413,7 @@ func writeChunks(c net.Conn, stream []byte, split func(i int) int, pause time.Du
 		if split != nil {
 			n = min(max(split(i), 1), n)
 		}
-		if err := writeAll(c, stream[:n], ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, stream[:n], ioTimeout); err != nil {
 			return err
 		}
 		stream = stream[n:]
@@ -616,46 +424,18 @@ func writeChunks(c net.Conn, stream []byte, split func(i int) int, pause time.Du
 	return nil
 }
 
-// writeUntilStall writes stream from offset off (cycling over it when
-// cycle is set; stream must then hold whole frames) without reading, until
-// limit bytes are written in all or a write of 256 KiB does not complete
-// within stall. It returns the bytes written in all and whether the writes
-// stalled.
-func writeUntilStall(c net.Conn, stream []byte, off, limit int64, cycle bool, stall time.Duration) (int64, bool, error) {
-	const chunk = 256 << 10
-	for off < limit {
-		pos := off
-		if cycle {
-			pos %= int64(len(stream))
-		}
-		end := min(pos+chunk, int64(len(stream)), pos+limit-off)
-		if err := c.SetWriteDeadline(time.Now().Add(stall)); err != nil {
-			return off, false, err
-		}
-		n, err := c.Write(stream[pos:end])
-		off += int64(n)
-		if isTimeout(err) {
-			return off, true, nil
-		}
-		if err != nil {
-			return off, false, err
-		}
-	}
-	return off, false, nil
-}
-
 // stallNonReader pipelines 64 KiB frames on c without ever reading, until
 // the writes stall. A stall can also be the machine's slowness: when the
 // server side of c is known, the stall counts only once replies wait in
 // its queue. It fails the test if the writes never stall.
 func stallNonReader(t testing.TB, c net.Conn, server *frameloop.Conn) int64 {
 	t.Helper()
-	f := frameOf(pattern(64<<10, 7))
+	f := testkit.Frame(testkit.Pattern(64<<10, 7))
 	var n int64
 	for {
 		var stalled bool
 		var err error
-		n, stalled, err = writeUntilStall(c, f, n, 1<<30, true, quiet)
+		n, stalled, err = testkit.WriteUntilStall(c, f, n, 1<<30, true, stallChunk, quiet)
 		if err != nil {
 			t.Fatalf("pipelining without reading: %v after %d bytes", err, n)
 		}
@@ -681,10 +461,10 @@ type bystander struct {
 func startBystander(t *testing.T, addr string, maxSize int) *bystander {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	b := &bystander{c: dial(t, addr), cancel: cancel, done: make(chan error, 1)}
+	b := &bystander{c: testkit.DialTCP(t, addr, ioTimeout), cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		for i := uint64(0); ctx.Err() == nil; i++ {
-			if err := roundTripErr(b.c, pattern(int(i%uint64(maxSize)), i)); err != nil {
+			if err := testkit.EchoErr(b.c, testkit.Pattern(int(i%uint64(maxSize)), i), ioTimeout); err != nil {
 				b.done <- err
 				return
 			}

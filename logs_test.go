@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // ---- a capturing slog handler ----
@@ -107,15 +108,15 @@ const (
 // logBadClient connects, sends input and waits until the server closes
 // the connection.
 func logBadClient(addr string, input []byte) error {
-	c, err := dialErr(addr)
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := writeAll(c, input, ioTimeout); err != nil {
+	if err := testkit.WriteAll(c, input, ioTimeout); err != nil {
 		return err
 	}
-	return expectClosedErr(c, ioTimeout)
+	return testkit.ExpectClosedErr(c, ioTimeout)
 }
 
 func TestLogWarningsRateLimited(t *testing.T) {
@@ -125,7 +126,7 @@ func TestLogWarningsRateLimited(t *testing.T) {
 		msg   string
 		input []byte
 	}{
-		{msgOversize, append(ppV2(0, 0, nil), header(1000)...)}, // a valid header, then an oversize frame
+		{msgOversize, append(ppV2(0, 0, nil), testkit.Header(1000)...)},
 		{msgBadProxy, []byte("GET / HTTP/1.0\r\n\r\n")},
 	}
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
@@ -250,7 +251,7 @@ func TestLogDebugLinePerConnection(t *testing.T) {
 		}
 		var clients []*client
 		add := func(name string, opened bool, reason string, remote string) *client {
-			c := &client{name: name, conn: dial(t, ts.addr), opened: opened, reason: reason, remote: remote}
+			c := &client{name: name, conn: testkit.DialTCP(t, ts.addr, ioTimeout), opened: opened, reason: reason, remote: remote}
 			if c.remote == "" {
 				c.remote = c.conn.LocalAddr().String()
 			}
@@ -261,51 +262,51 @@ func TestLogDebugLinePerConnection(t *testing.T) {
 		// Proxied, then closed by the client: its lines name the address
 		// from the header, not the socket's.
 		proxied := add("proxied", true, "peer_closed", claimed.String())
-		if err := writeAll(proxied.conn, ppV2Proxy(claimed, dst), ioTimeout); err != nil {
+		if err := testkit.WriteAll(proxied.conn, ppV2Proxy(claimed, dst), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		roundTrip(t, proxied.conn, []byte("hello"))
+		testkit.Echo(t, proxied.conn, []byte("hello"), ioTimeout)
 		proxied.conn.Close()
 
 		local := add("LOCAL, then oversize", true, "oversize", "")
-		if err := writeAll(local.conn, append(ppV2(0, 0, nil), header(101)...), ioTimeout); err != nil {
+		if err := testkit.WriteAll(local.conn, append(ppV2(0, 0, nil), testkit.Header(101)...), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, local.conn, ioTimeout)
+		testkit.ExpectClosed(t, local.conn, ioTimeout)
 		local.conn.Close()
 
 		bad := add("bad header", false, "proxy_header", "")
-		if err := writeAll(bad.conn, frameOf([]byte("no header")), ioTimeout); err != nil {
+		if err := testkit.WriteFrame(bad.conn, []byte("no header"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, bad.conn, ioTimeout)
+		testkit.ExpectClosed(t, bad.conn, ioTimeout)
 		bad.conn.Close()
 
 		reset := add("reset", true, "reset", "")
-		if err := writeAll(reset.conn, []byte("PROXY UNKNOWN\r\n"), ioTimeout); err != nil {
+		if err := testkit.WriteAll(reset.conn, []byte("PROXY UNKNOWN\r\n"), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		roundTrip(t, reset.conn, []byte("then a reset"))
+		testkit.Echo(t, reset.conn, []byte("then a reset"), ioTimeout)
 		if err := resetClose(reset.conn); err != nil {
 			t.Fatal(err)
 		}
 
 		idle := add("idle", false, "idle_timeout", "")
-		expectClosed(t, idle.conn, ioTimeout)
+		testkit.ExpectClosed(t, idle.conn, ioTimeout)
 		idle.conn.Close()
 
 		kept := add("open at shutdown", true, "shutdown", "")
-		if err := writeAll(kept.conn, ppV2(0, 0, nil), ioTimeout); err != nil {
+		if err := testkit.WriteAll(kept.conn, ppV2(0, 0, nil), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		roundTrip(t, kept.conn, []byte("kept"))
+		testkit.Echo(t, kept.conn, []byte("kept"), ioTimeout)
 
 		ctx, cancel := context.WithTimeout(context.Background(), serveWait)
 		defer cancel()
 		if err := ts.srv.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, kept.conn, ioTimeout)
+		testkit.ExpectClosed(t, kept.conn, ioTimeout)
 
 		opened := lc.matching(slog.LevelDebug, "connection opened")
 		closed := lc.matching(slog.LevelDebug, "connection closed")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/proxyhdr"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // ---- PROXY headers ----
@@ -174,7 +175,7 @@ func ppAcceptedCases() []ppCase {
 // ppPayloads are the frames sent after a header: an empty one, small ones,
 // and one larger than the loop's 64 KiB read buffer.
 func ppPayloads(i int) [][]byte {
-	return [][]byte{[]byte(fmt.Sprintf("first %d", i)), {}, pattern(1000, uint64(i)), pattern(100<<10, uint64(i)+1), []byte("last")}
+	return [][]byte{[]byte(fmt.Sprintf("first %d", i)), {}, testkit.Pattern(1000, uint64(i)), testkit.Pattern(100<<10, uint64(i)+1), []byte("last")}
 }
 
 // ppWriteMode is how a header and the frames after it are written.
@@ -188,32 +189,32 @@ type ppWriteMode struct {
 
 var ppWriteModes = []ppWriteMode{
 	{"header then frames", func(c net.Conn, hdr, stream []byte, _ func()) error {
-		if err := writeAll(c, hdr, ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, hdr, ioTimeout); err != nil {
 			return err
 		}
 		time.Sleep(5 * time.Millisecond) // most likely a read of its own
-		return writeAll(c, stream, ioTimeout)
+		return testkit.WriteAll(c, stream, ioTimeout)
 	}},
 	{"header and frames in one write", func(c net.Conn, hdr, stream []byte, _ func()) error {
-		return writeAll(c, append(append([]byte{}, hdr...), stream...), ioTimeout)
+		return testkit.WriteAll(c, append(append([]byte{}, hdr...), stream...), ioTimeout)
 	}},
 	{"header and a frame and a half", func(c net.Conn, hdr, stream []byte, _ func()) error {
 		// The header, the first frame and 2 bytes of the second frame's
 		// length: the loop must keep the unfinished tail.
 		first := 4 + int(binary.LittleEndian.Uint32(stream))
 		cut := first + 2
-		if err := writeAll(c, append(append([]byte{}, hdr...), stream[:cut]...), ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, append(append([]byte{}, hdr...), stream[:cut]...), ioTimeout); err != nil {
 			return err
 		}
 		time.Sleep(5 * time.Millisecond)
-		return writeAll(c, stream[cut:], ioTimeout)
+		return testkit.WriteAll(c, stream[cut:], ioTimeout)
 	}},
 	{"header byte by byte", func(c net.Conn, hdr, stream []byte, before func()) error {
 		for i := range hdr {
 			if i == len(hdr)-1 {
 				before()
 			}
-			if err := writeAll(c, hdr[i:i+1], ioTimeout); err != nil {
+			if err := testkit.WriteAll(c, hdr[i:i+1], ioTimeout); err != nil {
 				return err
 			}
 			// Each byte in a read of its own, mostly; the loop parses again
@@ -222,7 +223,7 @@ var ppWriteModes = []ppWriteMode{
 				time.Sleep(time.Millisecond)
 			}
 		}
-		return writeAll(c, stream, ioTimeout)
+		return testkit.WriteAll(c, stream, ioTimeout)
 	}},
 }
 
@@ -235,12 +236,12 @@ func TestProxyHeaderGivesClientAddress(t *testing.T) {
 		for _, tc := range ppAcceptedCases() {
 			for _, mode := range ppWriteModes {
 				i++
-				c := dial(t, ts.addr)
+				c := testkit.DialTCP(t, ts.addr, ioTimeout)
 				hdr := tc.header(i)
 				payloads := ppPayloads(i)
 				var stream []byte
 				for _, p := range payloads {
-					stream = append(stream, frameOf(p)...)
+					stream = append(stream, testkit.Frame(p)...)
 				}
 				want := tc.want(i)
 				if want == "" {
@@ -258,7 +259,7 @@ func TestProxyHeaderGivesClientAddress(t *testing.T) {
 				go func() { werr <- mode.write(c, hdr, stream, before) }()
 				var rerr error
 				for k, p := range payloads {
-					if err := expectFrame(c, p, ioTimeout); err != nil {
+					if err := testkit.ExpectFrameErr(c, p, ioTimeout); err != nil {
 						rerr = fmt.Errorf("reply %d: %w", k, err)
 						c.SetWriteDeadline(time.Now())
 						break
@@ -307,8 +308,8 @@ func ppRejectedCases() []struct {
 		name  string
 		input []byte
 	}{
-		{"no header, a frame first", frameOf([]byte("hello"))},
-		{"no header, an empty frame first", frameOf(nil)},
+		{"no header, a frame first", testkit.Frame([]byte("hello"))},
+		{"no header, an empty frame first", testkit.Frame(nil)},
 		{"HTTP request", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")},
 		{"TLS ClientHello", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}},
 		{"lower-case v1", []byte("proxy TCP4 192.0.2.7 198.51.100.1 1234 443\r\n")},
@@ -341,13 +342,13 @@ func TestProxyHeaderRejected(t *testing.T) {
 		rec := newPPRecorder(t)
 		ts := startServer(t, rec, cfg)
 		for _, tc := range cases {
-			c := dial(t, ts.addr)
-			if err := writeAll(c, tc.input, ioTimeout); err != nil {
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
+			if err := testkit.WriteAll(c, tc.input, ioTimeout); err != nil {
 				t.Fatalf("%s: writing: %v", tc.name, err)
 			}
 			// Closed at once, without any reply, though the client keeps
 			// its side open.
-			if err := expectClosedErr(c, ioTimeout); err != nil {
+			if err := testkit.ExpectClosedErr(c, ioTimeout); err != nil {
 				t.Errorf("%s: %v", tc.name, err)
 			}
 			c.Close()
@@ -362,11 +363,11 @@ func TestProxyHeaderRejected(t *testing.T) {
 			t.Errorf("OnOpen ran for rejected connections: %v", got)
 		}
 		// The server still serves a connection with a valid header.
-		c := dial(t, ts.addr)
-		if err := writeAll(c, ppV2(0, 0, nil), ioTimeout); err != nil {
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		if err := testkit.WriteAll(c, ppV2(0, 0, nil), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		roundTrip(t, c, []byte("still serving"))
+		testkit.Echo(t, c, []byte("still serving"), ioTimeout)
 	})
 }
 
@@ -398,10 +399,10 @@ func TestProxyHeaderIdleTimeout(t *testing.T) {
 		errs := make([]error, len(clients))
 		for k, cl := range clients {
 			start := time.Now() // before the dial: the server may accept before Dial returns
-			c := dial(t, ts.addr)
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
 			wg.Go(func() {
 				if len(cl.partial) > 0 {
-					if err := writeAll(c, cl.partial, ioTimeout); err != nil {
+					if err := testkit.WriteAll(c, cl.partial, ioTimeout); err != nil {
 						errs[k] = err
 						return
 					}
@@ -412,14 +413,14 @@ func TestProxyHeaderIdleTimeout(t *testing.T) {
 					line := []byte("PROXY UNKNOWN " + strings.Repeat("x", 91) + "\r\n")
 					wg.Go(func() {
 						for i := 0; i < len(line); i++ {
-							if writeAll(c, line[i:i+1], time.Second) != nil {
+							if testkit.WriteAll(c, line[i:i+1], time.Second) != nil {
 								return
 							}
 							time.Sleep(50 * time.Millisecond)
 						}
 					})
 				}
-				if err := expectClosedErr(c, ioTimeout); err != nil {
+				if err := testkit.ExpectClosedErr(c, ioTimeout); err != nil {
 					errs[k] = err
 					return
 				}
@@ -471,9 +472,9 @@ func TestProxyHeaderPeerGoneEarly(t *testing.T) {
 			{"reset after half a header", v1[:10], resetClose, false},
 		}
 		for _, e := range ends {
-			c := dial(t, ts.addr)
+			c := testkit.DialTCP(t, ts.addr, ioTimeout)
 			if len(e.partial) > 0 {
-				if err := writeAll(c, e.partial, ioTimeout); err != nil {
+				if err := testkit.WriteAll(c, e.partial, ioTimeout); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(10 * time.Millisecond) // read by the server first
@@ -482,7 +483,7 @@ func TestProxyHeaderPeerGoneEarly(t *testing.T) {
 				t.Fatalf("%s: %v", e.name, err)
 			}
 			if e.halfClose {
-				if err := expectClosedErr(c, ioTimeout); err != nil {
+				if err := testkit.ExpectClosedErr(c, ioTimeout); err != nil {
 					t.Errorf("%s: %v", e.name, err)
 				}
 				c.Close()
@@ -513,17 +514,17 @@ func TestProxyHeaderThenOversize(t *testing.T) {
 		cfg.MaxMessage = 100
 		rec := newPPRecorder(t)
 		ts := startServer(t, rec, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		var in []byte
 		in = append(in, ppV2(0, 0, nil)...)
-		in = append(in, frameOf([]byte("before"))...)
-		in = append(in, header(101)...)
-		if err := writeAll(c, in, ioTimeout); err != nil {
+		in = append(in, testkit.Frame([]byte("before"))...)
+		in = append(in, testkit.Header(101)...)
+		if err := testkit.WriteAll(c, in, ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readUntilClosed(c, ioTimeout)
-		if !isClosedErr(err) || !bytes.Equal(got, frameOf([]byte("before"))) {
-			t.Fatalf("got %s then %v, want the echo of the frame before the oversize one, then the close", preview(got), err)
+		got, err := testkit.ReadUntilClosed(c, ioTimeout)
+		if !testkit.IsClosed(err) || !bytes.Equal(got, testkit.Frame([]byte("before"))) {
+			t.Fatalf("got %s then %v, want the echo of the frame before the oversize one, then the close", testkit.Preview(got), err)
 		}
 		c.Close() // the server lingers until the peer closes too
 		ts.waitStats(t, ioTimeout, "closed as oversize", func(st frameloop.Stats) bool {
@@ -553,13 +554,13 @@ func TestProxyCloseInOnOpenStopsTheFramesOfTheSameRead(t *testing.T) {
 		cfg.ProxyProtocol = true
 		h := &closeOnOpen{recorder: newRecorder(t)}
 		ts := startServer(t, h, cfg)
-		c := dial(t, ts.addr)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
 		src := netip.MustParseAddrPort("192.0.2.7:4000")
 		hdr := ppV2Proxy(src, netip.MustParseAddrPort("198.51.100.1:443"))
-		if err := writeAll(c, append(hdr, append(frameOf([]byte("one")), frameOf([]byte("two"))...)...), ioTimeout); err != nil {
+		if err := testkit.WriteAll(c, append(hdr, append(testkit.Frame([]byte("one")), testkit.Frame([]byte("two"))...)...), ioTimeout); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, c, ioTimeout)
+		testkit.ExpectClosed(t, c, ioTimeout)
 		if n := h.frames.Load(); n != 0 {
 			t.Errorf("%d frames delivered to a connection closed in OnOpen", n)
 		}

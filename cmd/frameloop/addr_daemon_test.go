@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestDaemonIPv6Loopback(t *testing.T) {
@@ -25,8 +27,8 @@ func TestDaemonIPv6Loopback(t *testing.T) {
 			t.Fatalf("listening on %q, want [::1]:PORT", d.addr)
 		}
 		c := d.dial(t)
-		echo(t, c, []byte("over IPv6"))
-		echo(t, c, pattern(70_000, 1))
+		testkit.Echo(t, c, []byte("over IPv6"), ioWait)
+		testkit.Echo(t, c, testkit.Pattern(70_000, 1), ioWait)
 		if rec, _ := d.waitLog(0, msgIs("listening")); rec["addr"] != d.addr {
 			t.Fatalf("listening line addr %q", rec["addr"])
 		}
@@ -43,9 +45,9 @@ func TestDaemonUnixSocket(t *testing.T) {
 			t.Fatalf("listening on %s %q, want unix %q", d.network, d.addr, path)
 		}
 		a, b := d.dial(t), d.dial(t)
-		echo(t, a, []byte("over a unix socket"))
-		echo(t, b, pattern(100_000, 2))
-		echo(t, a, nil)
+		testkit.Echo(t, a, []byte("over a unix socket"), ioWait)
+		testkit.Echo(t, b, testkit.Pattern(100_000, 2), ioWait)
+		testkit.Echo(t, a, nil, ioWait)
 		t.Run("python client", func(t *testing.T) { runPythonClient(t, "unix:"+path) })
 		d.stop()
 		if _, err := os.Lstat(path); !os.IsNotExist(err) {
@@ -66,7 +68,7 @@ func TestDaemonUnixStaleSocketReplaced(t *testing.T) {
 		t.Fatalf("test setup: no stale socket file at %s (%v)", path, err)
 	}
 	d := startDaemon(t, "--addr", "unix:"+path, "--loops", "1")
-	echo(t, d.dial(t), []byte("the stale socket was replaced"))
+	testkit.Echo(t, d.dial(t), []byte("the stale socket was replaced"), ioWait)
 	d.stop()
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket file still there after SIGTERM (stat: %v)", err)

@@ -9,7 +9,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -51,8 +51,9 @@ const (
 	ioWait = 10 * time.Second
 	// quiet is how long a client waits to conclude that nothing arrives.
 	quiet = 300 * time.Millisecond
-	// maxTestFrame refuses absurd lengths in readFrame.
-	maxTestFrame = 64 << 20
+	// pollEvery is how often a wait polls the daemon (its logs, its
+	// metrics) or HAProxy.
+	pollEvery = 20 * time.Millisecond
 )
 
 var (
@@ -298,12 +299,7 @@ func (d *daemon) stop() {
 // dial connects to the daemon; the connection is closed when the test ends.
 func (d *daemon) dial(t testing.TB) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout(d.network, d.addr, ioWait)
-	if err != nil {
-		t.Fatalf("dial %s %s: %v", d.network, d.addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testkit.Dial(t, d.network, d.addr, ioWait)
 }
 
 // waitLog waits for a log record that match accepts, looking at every line
@@ -476,157 +472,8 @@ func with(base []string, more ...string) []string {
 }
 
 // ---------------------------------------------------------------------------
-// Frame clients.
-
-func appendFrame(dst, payload []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	return append(dst, payload...)
-}
-
-func writeFrame(c net.Conn, payload []byte) error {
-	c.SetWriteDeadline(time.Now().Add(ioWait))
-	_, err := c.Write(appendFrame(nil, payload))
-	return err
-}
-
-// readFrame reads one frame, with the connection's current read deadline.
-func readFrame(c net.Conn) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > maxTestFrame {
-		return nil, fmt.Errorf("reply announces %d bytes: stream out of step", n)
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(c, p); err != nil {
-		return nil, fmt.Errorf("reading a %d-byte payload: %w", n, err)
-	}
-	return p, nil
-}
-
-// expectFrame reads one frame within ioWait and requires it to equal want.
-func expectFrame(t testing.TB, c net.Conn, want []byte) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(ioWait))
-	got, err := readFrame(c)
-	if err != nil {
-		t.Fatalf("reading the echo of a %d-byte frame: %v", len(want), err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("echo differs: got %d bytes %q, want %d bytes %q", len(got), clip(got), len(want), clip(want))
-	}
-}
-
-// echo sends payload as one frame and requires the identical echo.
-func echo(t testing.TB, c net.Conn, payload []byte) {
-	t.Helper()
-	if err := writeFrame(c, payload); err != nil {
-		t.Fatalf("writing a %d-byte frame: %v", len(payload), err)
-	}
-	expectFrame(t, c, payload)
-}
-
-// tryEcho is echo without failing the test: it reports whether the echo
-// came back within timeout.
-func tryEcho(c net.Conn, payload []byte, timeout time.Duration) error {
-	c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(appendFrame(nil, payload)); err != nil {
-		return err
-	}
-	c.SetReadDeadline(time.Now().Add(timeout))
-	got, err := readFrame(c)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, payload) {
-		return fmt.Errorf("echo differs: got %q, want %q", clip(got), clip(payload))
-	}
-	return nil
-}
-
-// expectNothing requires that nothing arrives on c within d.
-func expectNothing(t testing.TB, c net.Conn, d time.Duration) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(d))
-	var b [1]byte
-	n, err := c.Read(b[:])
-	if n > 0 || !isTimeout(err) {
-		t.Fatalf("expected silence for %v, got %d bytes, err %v", d, n, err)
-	}
-}
-
-// expectClosed requires that c is closed by the peer (EOF or reset) within
-// timeout, discarding whatever arrives before, and returns when that was.
-func expectClosed(t testing.TB, c net.Conn, timeout time.Duration) time.Time {
-	t.Helper()
-	at, err := waitClosed(c, timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return at
-}
-
-func waitClosed(c net.Conn, timeout time.Duration) (time.Time, error) {
-	c.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 64<<10)
-	for {
-		_, err := c.Read(buf)
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, io.EOF), isReset(err):
-			return time.Now(), nil
-		case isTimeout(err):
-			return time.Time{}, fmt.Errorf("connection still open after %v", timeout)
-		default:
-			return time.Time{}, fmt.Errorf("waiting for the close: %v", err)
-		}
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-func clip(b []byte) []byte {
-	if len(b) > 32 {
-		return b[:32]
-	}
-	return b
-}
-
-// pattern returns n bytes that differ from frame to frame (seed).
-func pattern(n, seed int) []byte {
-	p := make([]byte, n)
-	for i := range p {
-		p[i] = byte(i*7 + seed*13 + i/251)
-	}
-	return p
-}
-
-// eventually polls cond every 20 ms until it returns nil or timeout
-// passes, and fails with its last error.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// Clients and the rest. The frame format, reads, writes, waits and
+// polling are internal/testkit's, shared with the other packages' tests.
 
 // shortTempDir is a fresh directory with a short path, for Unix sockets
 // (sun_path holds about 100 bytes; t.TempDir's names can be longer).
@@ -671,14 +518,13 @@ func floodUntilBlocked(c net.Conn, payload int, limit time.Duration) <-chan erro
 	res := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, 0, 64<<10)
-		for len(chunk)+payload+4 <= cap(chunk) {
-			chunk = appendFrame(chunk, pattern(payload, 1))
+		for len(chunk)+testkit.HeaderSize+payload <= cap(chunk) {
+			chunk = testkit.AppendFrame(chunk, testkit.Pattern(payload, 1))
 		}
 		end := time.Now().Add(limit)
 		for time.Now().Before(end) {
-			c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
-			_, err := c.Write(chunk)
-			if isTimeout(err) {
+			err := testkit.WriteAll(c, chunk, 300*time.Millisecond)
+			if testkit.IsTimeout(err) {
 				res <- nil
 				return
 			}
@@ -755,16 +601,4 @@ func concurrently(t testing.TB, checks map[string]func() error) {
 	for name, err := range errs {
 		t.Errorf("%s: %v", name, err)
 	}
-}
-
-// requireTool returns the path of a program the test runs, or fails the
-// test: a missing tool is an install step (.ci/run installs pkg), never a
-// reason to skip.
-func requireTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("this test runs %s, which is not installed (%v): install the %s package, as .ci/run does", name, err, pkg)
-	}
-	return path
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // pythonClient is the README-style client: plain sockets and struct.
@@ -76,7 +78,7 @@ print("ok")
 // runPythonClient runs the Python client against d, if python3 exists.
 func runPythonClient(t *testing.T, target string) {
 	t.Helper()
-	py := requireTool(t, "python3", "python3")
+	py := testkit.RequireTool(t, "python3", "python3")
 	script := filepath.Join(t.TempDir(), "client.py")
 	if err := os.WriteFile(script, []byte(pythonClient), 0o644); err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func runPythonClient(t *testing.T, target string) {
 }
 
 func TestDaemonEchoPythonClient(t *testing.T) {
-	requireTool(t, "python3", "python3")
+	testkit.RequireTool(t, "python3", "python3")
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0")...)
 		runPythonClient(t, d.addr)
@@ -109,36 +111,33 @@ func TestDaemonEchoGoClients(t *testing.T) {
 			// A frame written a byte at a time, then one split at awkward
 			// places, then a header split across the end of a write that
 			// carries a whole frame before it.
-			p := pattern(23, 1)
-			for _, b := range appendFrame(nil, p) {
-				c.SetWriteDeadline(time.Now().Add(ioWait))
-				if _, err := c.Write([]byte{b}); err != nil {
+			p := testkit.Pattern(23, 1)
+			for _, b := range testkit.Frame(p) {
+				if err := testkit.WriteAll(c, []byte{b}, ioWait); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(2 * time.Millisecond)
 			}
-			expectFrame(t, c, p)
-			q := pattern(300, 2)
-			wire := appendFrame(nil, q)
+			testkit.ExpectFrame(t, c, p, ioWait)
+			q := testkit.Pattern(300, 2)
+			wire := testkit.Frame(q)
 			for _, cut := range [][2]int{{0, 2}, {2, 4}, {4, 5}, {5, 12}, {12, 112}, {112, len(wire)}} {
-				c.SetWriteDeadline(time.Now().Add(ioWait))
-				if _, err := c.Write(wire[cut[0]:cut[1]]); err != nil {
+				if err := testkit.WriteAll(c, wire[cut[0]:cut[1]], ioWait); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			expectFrame(t, c, q)
-			r1, r2 := pattern(10, 3), pattern(100_000, 4) // r2 is larger than the read buffer
-			wire = append(appendFrame(nil, r1), appendFrame(nil, r2)...)
+			testkit.ExpectFrame(t, c, q, ioWait)
+			r1, r2 := testkit.Pattern(10, 3), testkit.Pattern(100_000, 4) // r2 is larger than the read buffer
+			wire = append(testkit.Frame(r1), testkit.Frame(r2)...)
 			for _, cut := range [][2]int{{0, 17}, {17, 20_000}, {20_000, 90_000}, {90_000, len(wire)}} {
-				c.SetWriteDeadline(time.Now().Add(ioWait))
-				if _, err := c.Write(wire[cut[0]:cut[1]]); err != nil {
+				if err := testkit.WriteAll(c, wire[cut[0]:cut[1]], ioWait); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			expectFrame(t, c, r1)
-			expectFrame(t, c, r2)
+			testkit.ExpectFrame(t, c, r1, ioWait)
+			testkit.ExpectFrame(t, c, r2, ioWait)
 		})
 
 		t.Run("coalesced", func(t *testing.T) {
@@ -146,25 +145,23 @@ func TestDaemonEchoGoClients(t *testing.T) {
 			var wire []byte
 			var want [][]byte
 			for i := range 500 {
-				p := pattern(i%200, i)
+				p := testkit.Pattern(i%200, uint64(i))
 				want = append(want, p)
-				wire = appendFrame(wire, p)
+				wire = testkit.AppendFrame(wire, p)
 			}
-			c.SetWriteDeadline(time.Now().Add(ioWait))
-			if _, err := c.Write(wire); err != nil {
+			if err := testkit.WriteAll(c, wire, ioWait); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range want {
-				expectFrame(t, c, p)
+				testkit.ExpectFrame(t, c, p, ioWait)
 			}
 		})
 
 		t.Run("zero-length", func(t *testing.T) {
 			c := d.dial(t)
-			echo(t, c, nil)
-			wire := appendFrame(appendFrame(appendFrame(nil, nil), []byte("x")), nil)
-			c.SetWriteDeadline(time.Now().Add(ioWait))
-			if _, err := c.Write(wire); err != nil {
+			testkit.Echo(t, c, nil, ioWait)
+			wire := testkit.AppendFrame(testkit.AppendFrame(testkit.Frame(nil), []byte("x")), nil)
+			if err := testkit.WriteAll(c, wire, ioWait); err != nil {
 				t.Fatal(err)
 			}
 			// The exact bytes: header 0, header 1 + "x", header 0.
@@ -177,7 +174,7 @@ func TestDaemonEchoGoClients(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("wire bytes % x, want % x", got, want)
 			}
-			expectNothing(t, c, 100*time.Millisecond)
+			testkit.ExpectNothing(t, c, 100*time.Millisecond)
 		})
 		d.stop()
 	})
@@ -189,34 +186,33 @@ func TestDaemonMaxMessage(t *testing.T) {
 
 		t.Run("max size echoes", func(t *testing.T) {
 			c := d.dial(t)
-			echo(t, c, pattern(1000, 5))
-			echo(t, c, pattern(999, 6))
-			echo(t, c, pattern(1000, 7))
+			testkit.Echo(t, c, testkit.Pattern(1000, 5), ioWait)
+			testkit.Echo(t, c, testkit.Pattern(999, 6), ioWait)
+			testkit.Echo(t, c, testkit.Pattern(1000, 7), ioWait)
 		})
 
 		t.Run("oversize closes after earlier replies", func(t *testing.T) {
 			bystander := d.dial(t)
-			echo(t, bystander, []byte("before"))
+			testkit.Echo(t, bystander, []byte("before"), ioWait)
 			c := d.dial(t)
-			a, b, e := pattern(10, 8), pattern(1000, 9), []byte(nil)
-			wire := appendFrame(appendFrame(appendFrame(nil, a), b), e)
-			wire = append(wire, 0xE9, 0x03, 0, 0) // header: 1001 bytes
+			a, b, e := testkit.Pattern(10, 8), testkit.Pattern(1000, 9), []byte(nil)
+			wire := testkit.AppendFrame(testkit.AppendFrame(testkit.Frame(a), b), e)
+			wire = append(wire, testkit.Header(1001)...)
 			wire = append(wire, bytes.Repeat([]byte{0xAA}, 100)...)
-			c.SetWriteDeadline(time.Now().Add(ioWait))
-			if _, err := c.Write(wire); err != nil {
+			if err := testkit.WriteAll(c, wire, ioWait); err != nil {
 				t.Fatal(err)
 			}
-			expectFrame(t, c, a)
-			expectFrame(t, c, b)
-			expectFrame(t, c, e)
+			testkit.ExpectFrame(t, c, a, ioWait)
+			testkit.ExpectFrame(t, c, b, ioWait)
+			testkit.ExpectFrame(t, c, e, ioWait)
 			c.SetReadDeadline(time.Now().Add(ioWait))
 			var one [1]byte
 			n, err := c.Read(one[:])
 			if n != 0 || !errors.Is(err, io.EOF) {
 				t.Fatalf("after the replies: read %d bytes, err %v; want a clean EOF", n, err)
 			}
-			echo(t, bystander, pattern(1000, 10)) // other connections unaffected
-			echo(t, d.dial(t), []byte("after"))
+			testkit.Echo(t, bystander, testkit.Pattern(1000, 10), ioWait) // other connections unaffected
+			testkit.Echo(t, d.dial(t), []byte("after"), ioWait)
 		})
 		d.stop()
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // cpuTicks is a process's user plus system CPU time, in clock ticks.
@@ -41,7 +42,7 @@ func cpuTicks(pid int) (int64, error) {
 }
 
 func TestDaemonDescriptorExhaustion(t *testing.T) {
-	prlimit := requireTool(t, "prlimit", "util-linux")
+	prlimit := testkit.RequireTool(t, "prlimit", "util-linux")
 	backends := poller.Backends()
 	if testing.Short() {
 		backends = backends[:1]
@@ -65,11 +66,11 @@ func TestDaemonDescriptorExhaustion(t *testing.T) {
 					t.Fatalf("%d connections served under a 64-descriptor limit", len(served))
 				}
 				c := d.dial(t)
-				err := tryEcho(c, []byte(fmt.Sprintf("served %d", len(served))), 500*time.Millisecond)
+				err := testkit.EchoErr(c, []byte(fmt.Sprintf("served %d", len(served))), 500*time.Millisecond)
 				switch {
 				case err == nil:
 					served = append(served, c)
-				case isTimeout(err):
+				case testkit.IsTimeout(err):
 					waiting = append(waiting, c)
 				default:
 					t.Fatalf("connection %d: %v", len(served), err)
@@ -80,7 +81,7 @@ func TestDaemonDescriptorExhaustion(t *testing.T) {
 			}
 			for i := range 4 {
 				c := d.dial(t)
-				if err := writeFrame(c, []byte(fmt.Sprintf("waiting %d", i+1))); err != nil {
+				if err := testkit.WriteFrame(c, []byte(fmt.Sprintf("waiting %d", i+1)), ioWait); err != nil {
 					t.Fatal(err)
 				}
 				waiting = append(waiting, c)
@@ -111,11 +112,11 @@ func TestDaemonDescriptorExhaustion(t *testing.T) {
 
 			// Existing connections are still served; the waiting still wait.
 			for i, c := range served {
-				if err := tryEcho(c, []byte(fmt.Sprintf("still served %d", i)), ioWait); err != nil {
+				if err := testkit.EchoErr(c, []byte(fmt.Sprintf("still served %d", i)), ioWait); err != nil {
 					t.Fatalf("served connection %d at the limit: %v", i, err)
 				}
 			}
-			expectNothing(t, waiting[0], 100*time.Millisecond)
+			testkit.ExpectNothing(t, waiting[0], 100*time.Millisecond)
 			if n := d.countLogs(acceptFailed); n != 1 {
 				t.Fatalf("%d \"accept failed\" lines for one episode, want 1", n)
 			}
@@ -133,14 +134,14 @@ func TestDaemonDescriptorExhaustion(t *testing.T) {
 			}
 			for i, c := range waiting {
 				c.SetReadDeadline(freed.Add(5 * time.Second))
-				got, err := readFrame(c)
+				got, err := testkit.ReadFrame(c, 0, testkit.MaxFrame)
 				if err != nil || string(got) != want[i] {
 					t.Fatalf("waiting connection %d after descriptors freed: %q, %v", i, got, err)
 				}
 			}
 			t.Logf("waiting connections served %v after ten closed", time.Since(freed))
 			for i, c := range append(served, waiting...) {
-				if err := tryEcho(c, []byte("after"), ioWait); err != nil {
+				if err := testkit.EchoErr(c, []byte("after"), ioWait); err != nil {
 					t.Fatalf("connection %d after recovery: %v", i, err)
 				}
 			}

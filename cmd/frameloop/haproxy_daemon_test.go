@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 const (
@@ -44,7 +46,7 @@ const (
 // CI, which installs it (.ci/run): there a missing haproxy is a failure.
 func haproxyBinary(t *testing.T) string {
 	t.Helper()
-	return requireTool(t, "haproxy", "haproxy")
+	return testkit.RequireTool(t, "haproxy", "haproxy")
 }
 
 // hapEnvVar matches the variables deploy/haproxy.cfg takes: "${NAME-default}".
@@ -195,7 +197,7 @@ func (h *haproxy) serverStates() (map[string]string, error) {
 // want of "UP" requires a passed check ("UP L7OK"), "DOWN" any failed one.
 func (h *haproxy) waitServers(t *testing.T, want map[string]string) {
 	t.Helper()
-	eventually(t, hapReady, func() error {
+	testkit.EventuallyNil(t, hapReady, pollEvery, func() error {
 		got, err := h.serverStates()
 		if err != nil {
 			return err
@@ -250,22 +252,16 @@ func hapDial(t *testing.T, h *haproxy, rcvbuf int) *net.TCPConn {
 func hapPipeline(c net.Conn, payloads [][]byte) error {
 	var stream []byte
 	for _, p := range payloads {
-		stream = appendFrame(stream, p)
+		stream = testkit.AppendFrame(stream, p)
 	}
 	werr := make(chan error, 1)
-	go func() {
-		c.SetWriteDeadline(time.Now().Add(ioWait))
-		_, err := c.Write(stream)
-		werr <- err
-	}()
+	go func() { werr <- testkit.WriteAll(c, stream, ioWait) }()
 	var rerr error
+	// One deadline for all the replies: ExpectFrameErr's timeout of 0
+	// keeps it.
 	c.SetReadDeadline(time.Now().Add(ioWait))
 	for i, p := range payloads {
-		got, err := readFrame(c)
-		if err == nil && !bytes.Equal(got, p) {
-			err = fmt.Errorf("echo differs: got %d bytes %q, want %d bytes %q", len(got), clip(got), len(p), clip(p))
-		}
-		if err != nil {
+		if err := testkit.ExpectFrameErr(c, p, 0); err != nil {
 			rerr = fmt.Errorf("reply %d of %d: %w", i+1, len(payloads), err)
 			c.SetWriteDeadline(time.Now())
 			break
@@ -278,7 +274,7 @@ func hapPipeline(c net.Conn, payloads [][]byte) error {
 }
 
 func hapPayloads(seed int) [][]byte {
-	return [][]byte{[]byte("via haproxy " + strconv.Itoa(seed)), {}, pattern(1000, seed), pattern(100<<10, seed+1), []byte("end")}
+	return [][]byte{[]byte("via haproxy " + strconv.Itoa(seed)), {}, testkit.Pattern(1000, uint64(seed)), testkit.Pattern(100<<10, uint64(seed+1)), []byte("end")}
 }
 
 // openedFrom counts d's "connection opened" lines whose remote is addr.
@@ -382,7 +378,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 		// 2 & 3. The daemon that served it logged the client's own address,
 		// from the PROXY header: exactly one of them, exactly once.
 		addr := c.LocalAddr().String()
-		eventually(t, ioWait, func() error {
+		testkit.EventuallyNil(t, ioWait, pollEvery, func() error {
 			na, nb := openedFrom(a, addr), openedFrom(b, addr)
 			switch {
 			case na == 1 && nb == 0:
@@ -434,7 +430,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 		}
 		addr := big.LocalAddr().String()
 		var onAToo bool
-		eventually(t, ioWait, func() error {
+		testkit.EventuallyNil(t, ioWait, pollEvery, func() error {
 			na, nb := openedFrom(a, addr), openedFrom(b, addr)
 			if na+nb != 1 {
 				return fmt.Errorf("client %s: %d lines on a, %d on b", addr, na, nb)
@@ -452,11 +448,10 @@ func TestHAProxyEndToEnd(t *testing.T) {
 		big = hapDial(t, h, 16<<10)
 	}
 	sentBefore := metric(t, a, "frameloop_bytes_sent_total")
-	payload := pattern(32<<20, 99)
+	payload := testkit.Pattern(32<<20, 99)
 	werr := make(chan error, 1)
 	go func() {
-		big.SetWriteDeadline(time.Now().Add(ioWait))
-		_, err := big.Write(appendFrame(nil, payload))
+		err := testkit.WriteFrame(big, payload, ioWait)
 		werr <- err
 	}()
 	var hdr [4]byte
@@ -484,7 +479,9 @@ func TestHAProxyEndToEnd(t *testing.T) {
 	if !bytes.Equal(got, payload) {
 		t.Fatal("the big reply differs from the frame sent")
 	}
-	expectClosed(t, big, ioWait)
+	if _, err := testkit.WaitClosed(big, ioWait); err != nil {
+		t.Fatal(err)
+	}
 	big.Close() // else a lingers until its 2 s limit for this peer to close
 	code, ok := a.waitExit(exitWait)
 	if !ok {
@@ -496,12 +493,12 @@ func TestHAProxyEndToEnd(t *testing.T) {
 	t.Logf("a drained and exited 0 in %v", time.Since(termAt).Round(time.Millisecond))
 	// Its other clients were closed; b's are unaffected.
 	for addr, c := range onA {
-		if _, err := waitClosed(c, ioWait); err != nil {
+		if _, err := testkit.WaitClosed(c, ioWait); err != nil {
 			t.Errorf("a's client %s: %v", addr, err)
 		}
 	}
 	for addr, c := range onB {
-		if err := tryEcho(c, []byte("b still serves "+addr), ioWait); err != nil {
+		if err := testkit.EchoErr(c, []byte("b still serves "+addr), ioWait); err != nil {
 			t.Errorf("b's client %s after a stopped: %v", addr, err)
 		}
 	}
@@ -519,7 +516,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 			t.Fatalf("client %d after a stopped: %v", i, err)
 		}
 		addr := c.LocalAddr().String()
-		eventually(t, ioWait, func() error {
+		testkit.EventuallyNil(t, ioWait, pollEvery, func() error {
 			if n := openedFrom(b, addr); n != 1 {
 				return fmt.Errorf("client %s: %d connection-opened lines on b, want 1", addr, n)
 			}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestDaemonMaxConnsQueuesTheFourthClient(t *testing.T) {
@@ -20,38 +22,37 @@ func TestDaemonMaxConnsQueuesTheFourthClient(t *testing.T) {
 		var served []net.Conn
 		for i := range 3 {
 			c := d.dial(t)
-			echo(t, c, []byte{'c', byte('0' + i)})
+			testkit.Echo(t, c, []byte{'c', byte('0' + i)}, ioWait)
 			served = append(served, c)
 		}
 
 		// The kernel completes the handshake, but the daemon does not accept.
 		fourth := d.dial(t)
-		if err := writeFrame(fourth, []byte("fourth")); err != nil {
+		if err := testkit.WriteFrame(fourth, []byte("fourth"), ioWait); err != nil {
 			t.Fatal(err)
 		}
-		expectNothing(t, fourth, quiet)
-		echo(t, served[1], []byte("still served at the cap"))
+		testkit.ExpectNothing(t, fourth, quiet)
+		testkit.Echo(t, served[1], []byte("still served at the cap"), ioWait)
 
 		freed := time.Now()
 		served[0].Close()
-		fourth.SetReadDeadline(time.Now().Add(ioWait))
-		got, err := readFrame(fourth)
+		got, err := testkit.ReadFrame(fourth, ioWait, testkit.MaxFrame)
 		if err != nil || string(got) != "fourth" {
 			t.Fatalf("the waiting client was not served after a slot freed: %q, %v", got, err)
 		}
 		if wait := time.Since(freed); wait > 2*time.Second {
 			t.Fatalf("the waiting client was served %v after a slot freed; want at once", wait)
 		}
-		echo(t, fourth, []byte("and keeps being served"))
+		testkit.Echo(t, fourth, []byte("and keeps being served"), ioWait)
 
 		// At the cap again: a fifth waits, and is served when one closes.
 		fifth := d.dial(t)
-		if err := writeFrame(fifth, []byte("fifth")); err != nil {
+		if err := testkit.WriteFrame(fifth, []byte("fifth"), ioWait); err != nil {
 			t.Fatal(err)
 		}
-		expectNothing(t, fifth, quiet)
+		testkit.ExpectNothing(t, fifth, quiet)
 		fourth.Close()
-		expectFrame(t, fifth, []byte("fifth"))
+		testkit.ExpectFrame(t, fifth, []byte("fifth"), ioWait)
 		d.stop()
 	})
 }
@@ -70,7 +71,7 @@ func TestDaemonIdleTimeout(t *testing.T) {
 					return err
 				}
 				defer c.Close()
-				at, err := waitClosed(c, 5*time.Second)
+				at, err := testkit.WaitClosed(c, 5*time.Second)
 				if err != nil {
 					return err
 				}
@@ -86,14 +87,13 @@ func TestDaemonIdleTimeout(t *testing.T) {
 					return err
 				}
 				defer c.Close()
-				wire := appendFrame(nil, pattern(1000, 1)) // never completes at this pace
+				wire := testkit.Frame(testkit.Pattern(1000, 1)) // never completes at this pace
 				var closedAt time.Time
 				for i := 0; closedAt.IsZero(); i++ {
 					if time.Since(start) > 5*time.Second {
 						return fmt.Errorf("still open after %v (sent %d bytes)", time.Since(start), i)
 					}
-					c.SetWriteDeadline(time.Now().Add(ioWait))
-					if _, err := c.Write(wire[i : i+1]); err != nil {
+					if err := testkit.WriteAll(c, wire[i:i+1], ioWait); err != nil {
 						closedAt = time.Now()
 						break
 					}
@@ -103,7 +103,7 @@ func TestDaemonIdleTimeout(t *testing.T) {
 					switch {
 					case n > 0:
 						return errors.New("got a byte back for an unfinished frame")
-					case isTimeout(err):
+					case testkit.IsTimeout(err):
 					default:
 						closedAt = time.Now() // EOF or reset
 					}
@@ -122,7 +122,7 @@ func TestDaemonIdleTimeout(t *testing.T) {
 				start := time.Now()
 				for i := 0; time.Since(start) < 1600*time.Millisecond; i++ {
 					time.Sleep(200 * time.Millisecond)
-					if err := tryEcho(c, []byte{byte(i)}, ioWait); err != nil {
+					if err := testkit.EchoErr(c, []byte{byte(i)}, ioWait); err != nil {
 						return fmt.Errorf("lost the connection after %v: %v", time.Since(start), err)
 					}
 				}
@@ -134,15 +134,15 @@ func TestDaemonIdleTimeout(t *testing.T) {
 					return err
 				}
 				defer c.Close()
-				if err := tryEcho(c, []byte("hello"), ioWait); err != nil {
+				if err := testkit.EchoErr(c, []byte("hello"), ioWait); err != nil {
 					return err
 				}
 				c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
 				var b [1]byte
-				if n, err := c.Read(b[:]); n > 0 || !isTimeout(err) {
+				if n, err := c.Read(b[:]); n > 0 || !testkit.IsTimeout(err) {
 					return fmt.Errorf("silent client with --idle-timeout 0: read %d bytes, %v; want it left open", n, err)
 				}
-				return tryEcho(c, []byte("still open after 1.5 s"), ioWait)
+				return testkit.EchoErr(c, []byte("still open after 1.5 s"), ioWait)
 			},
 		})
 		d.stop()
@@ -154,7 +154,7 @@ func TestDaemonWriteTimeoutClosesStuckReader(t *testing.T) {
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0", "--write-timeout", "500ms", "--log-level", "debug")...)
 		other := d.dial(t)
-		echo(t, other, []byte("before"))
+		testkit.Echo(t, other, []byte("before"), ioWait)
 
 		stuck := d.dialSmallReceiveBuffer(t)
 		stuckAddr := stuck.LocalAddr().String()
@@ -176,7 +176,7 @@ func TestDaemonWriteTimeoutClosesStuckReader(t *testing.T) {
 					return
 				case <-time.After(20 * time.Millisecond):
 				}
-				if err := tryEcho(other, pattern(100, i), ioWait); err != nil {
+				if err := testkit.EchoErr(other, testkit.Pattern(100, uint64(i)), ioWait); err != nil {
 					echoErr = err
 					return
 				}
@@ -192,7 +192,7 @@ func TestDaemonWriteTimeoutClosesStuckReader(t *testing.T) {
 		resetDuringFlood := false
 		select {
 		case err := <-blocked:
-			if err != nil && !isReset(err) {
+			if err != nil && !testkit.IsReset(err) {
 				t.Fatalf("flooding the non-reading client: %v", err)
 			}
 			blockedAt, resetDuringFlood = time.Now(), err != nil
@@ -216,7 +216,7 @@ func TestDaemonWriteTimeoutClosesStuckReader(t *testing.T) {
 			t.Fatalf("non-reading client closed %v after it started; want a few seconds", total)
 		}
 		if !resetDuringFlood {
-			if _, err := waitClosed(stuck, ioWait); err != nil {
+			if _, err := testkit.WaitClosed(stuck, ioWait); err != nil {
 				t.Fatalf("the client does not see the close: %v", err)
 			}
 		}
@@ -229,7 +229,7 @@ func TestDaemonWriteTimeoutClosesStuckReader(t *testing.T) {
 		if echoes == 0 {
 			t.Fatal("the other client completed no echo meanwhile")
 		}
-		echo(t, other, []byte("after"))
+		testkit.Echo(t, other, []byte("after"), ioWait)
 		t.Logf("blocked after %v, closed %v later; %d echoes meanwhile", blockedAt.Sub(start), closedAfter, echoes)
 		d.stop()
 	})

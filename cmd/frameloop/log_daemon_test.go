@@ -10,7 +10,8 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestDaemonJSONLogs(t *testing.T) {
@@ -18,13 +19,14 @@ func TestDaemonJSONLogs(t *testing.T) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
 			"--max-message", "100", "--metrics-addr", "127.0.0.1:0")...)
 		a, b := d.dial(t), d.dial(t)
-		echo(t, a, []byte("json"))
-		echo(t, b, []byte("json"))
-		a.SetWriteDeadline(time.Now().Add(ioWait))
-		if _, err := a.Write([]byte{200, 0, 0, 0}); err != nil { // oversize: logs a warning
+		testkit.Echo(t, a, []byte("json"), ioWait)
+		testkit.Echo(t, b, []byte("json"), ioWait)
+		if err := testkit.WriteAll(a, testkit.Header(200), ioWait); err != nil { // oversize: logs a warning
 			t.Fatal(err)
 		}
-		expectClosed(t, a, ioWait)
+		if _, err := testkit.WaitClosed(a, ioWait); err != nil {
+			t.Fatal(err)
+		}
 		a.Close()
 		b.Close()
 		if _, ok := d.waitLog(ioWait, msgIs("connection closed")); !ok {
@@ -67,15 +69,16 @@ func TestDaemonDebugLogsEachConnection(t *testing.T) {
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0", "--log-level", "debug", "--max-message", "100")...)
 		peer, over, kept := d.dial(t), d.dial(t), d.dial(t)
-		echo(t, peer, []byte("a"))
-		echo(t, over, []byte("b"))
-		echo(t, kept, []byte("c"))
+		testkit.Echo(t, peer, []byte("a"), ioWait)
+		testkit.Echo(t, over, []byte("b"), ioWait)
+		testkit.Echo(t, kept, []byte("c"), ioWait)
 		peer.Close()
-		over.SetWriteDeadline(time.Now().Add(ioWait))
-		if _, err := over.Write([]byte{101, 0, 0, 0}); err != nil {
+		if err := testkit.WriteAll(over, testkit.Header(101), ioWait); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, over, ioWait)
+		if _, err := testkit.WaitClosed(over, ioWait); err != nil {
+			t.Fatal(err)
+		}
 		over.Close()
 
 		closedWith := func(c net.Conn, reason string) {
@@ -111,7 +114,7 @@ func TestDaemonDebugLogsEachConnection(t *testing.T) {
 func TestDaemonInfoLevelLogsNoConnections(t *testing.T) {
 	d := startDaemon(t, "--addr", "127.0.0.1:0", "--loops", "1")
 	c := d.dial(t)
-	echo(t, c, []byte("quiet"))
+	testkit.Echo(t, c, []byte("quiet"), ioWait)
 	c.Close()
 	d.stop()
 	for _, l := range d.logs.lines() {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // rss reads a process's resident set size from /proc.
@@ -36,24 +38,19 @@ func rss(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// pushUntilStalled writes stream to c until a write makes no progress for
-// quiet, and returns how many bytes the server side took.
+// pushUntilStalled writes stream to c, 64 KiB at a time, until a write
+// makes no progress for quiet, and returns how many bytes the server side
+// took.
 func pushUntilStalled(t *testing.T, c net.Conn, stream []byte, quiet time.Duration) int {
 	t.Helper()
-	off := 0
-	for off < len(stream) {
-		c.SetWriteDeadline(time.Now().Add(quiet))
-		n, err := c.Write(stream[off:min(off+64<<10, len(stream))])
-		off += n
-		if err != nil {
-			if isTimeout(err) {
-				return off
-			}
-			t.Fatalf("pushing: %v after %d bytes", err, off)
-		}
+	n, stalled, err := testkit.WriteUntilStall(c, stream, 0, int64(len(stream)), false, 64<<10, quiet)
+	if err != nil {
+		t.Fatalf("pushing: %v after %d bytes", err, n)
 	}
-	t.Fatalf("all %d bytes were taken from a client that does not read", off)
-	return off
+	if !stalled {
+		t.Fatalf("all %d bytes were taken from a client that does not read", n)
+	}
+	return int(n)
 }
 
 // docs/behaviour.md §3.4: memory per connection stays bounded whatever a client sends.
@@ -75,11 +72,11 @@ func TestDaemonMemoryStaysBoundedWhileClientsPipelineWithoutReading(t *testing.T
 	)
 	d := startDaemon(t, "--addr", "127.0.0.1:0", "--loops", "2", "--write-timeout", "0", "--idle-timeout", "0")
 	warm := d.dial(t)
-	echo(t, warm, []byte("warm up"))
+	testkit.Echo(t, warm, []byte("warm up"), ioWait)
 	before := rss(t, d.pid())
 
 	var frame []byte
-	frame = appendFrame(frame, pattern(frameSize, 7))
+	frame = testkit.AppendFrame(frame, testkit.Pattern(frameSize, 7))
 	stream := bytes.Repeat(frame, perClient/len(frame))
 	conns := make([]net.Conn, clients)
 	pushed := 0
@@ -124,17 +121,16 @@ func TestDaemonInputMemoryBudgetHoldsAgainstUnfinishedFrames(t *testing.T) {
 	d := startDaemon(t, "--addr", "127.0.0.1:0", "--loops", "2", "--max-input-memory", "8MiB",
 		"--idle-timeout", "0", "--write-timeout", "0", "--metrics-addr", "127.0.0.1:0")
 	warm := d.dial(t)
-	echo(t, warm, []byte("warm up"))
+	testkit.Echo(t, warm, []byte("warm up"), ioWait)
 	before := rss(t, d.pid())
 
 	goOn := make(chan struct{})
 	errs := make(chan error, clients)
 	for i := range clients {
 		c := d.dial(t)
-		frame := appendFrame(nil, pattern(size, i))
+		frame := testkit.Frame(testkit.Pattern(size, uint64(i)))
 		go func() {
-			c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-			if _, err := c.Write(frame[:len(frame)-1]); err != nil {
+			if err := testkit.WriteAll(c, frame[:len(frame)-1], 60*time.Second); err != nil {
 				errs <- fmt.Errorf("client %d: %w", i, err)
 				return
 			}
@@ -158,7 +154,7 @@ func TestDaemonInputMemoryBudgetHoldsAgainstUnfinishedFrames(t *testing.T) {
 	}
 	// Wait until the daemon has paused every connection it cannot buffer:
 	// seven frames fit 8 MiB (each is charged 1.125 MiB, its size class).
-	eventually(t, 3*ioWait, func() error {
+	testkit.EventuallyNil(t, 3*ioWait, pollEvery, func() error {
 		m, err := d.scrapeMetrics()
 		if err != nil {
 			return err

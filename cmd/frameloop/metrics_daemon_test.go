@@ -10,13 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // waitMetrics polls /metrics until every sample in want has its value.
 func waitMetrics(t *testing.T, d *daemon, want map[string]float64) map[string]float64 {
 	t.Helper()
 	var last map[string]float64
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, pollEvery, func() error {
 		m, err := d.scrapeMetrics()
 		if err != nil {
 			return err
@@ -68,8 +70,8 @@ func TestDaemonMetrics(t *testing.T) {
 		// Two connections, ten 100-byte frames each: the cap of 2 is reached.
 		a, b := d.dial(t), d.dial(t)
 		for i := range framesEach {
-			echo(t, a, pattern(100, i))
-			echo(t, b, pattern(100, 100+i))
+			testkit.Echo(t, a, testkit.Pattern(100, uint64(i)), ioWait)
+			testkit.Echo(t, b, testkit.Pattern(100, uint64(100+i)), ioWait)
 		}
 		total := float64(connections * framesEach)
 		waitMetrics(t, d, map[string]float64{
@@ -79,11 +81,12 @@ func TestDaemonMetrics(t *testing.T) {
 		})
 
 		// One closed by an oversized header, one by the peer.
-		a.SetWriteDeadline(time.Now().Add(ioWait))
-		if _, err := a.Write([]byte{0xE9, 0x03, 0, 0}); err != nil { // 1001 bytes
+		if err := testkit.WriteAll(a, testkit.Header(1001), ioWait); err != nil {
 			t.Fatal(err)
 		}
-		expectClosed(t, a, ioWait)
+		if _, err := testkit.WaitClosed(a, ioWait); err != nil {
+			t.Fatal(err)
+		}
 		a.Close()
 		b.Close()
 		m := waitMetrics(t, d, map[string]float64{
@@ -114,7 +117,7 @@ func TestDaemonMetrics(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("the flood did not end")
 		}
-		eventually(t, 5*time.Second, func() error {
+		testkit.EventuallyNil(t, 5*time.Second, pollEvery, func() error {
 			m, err := d.scrapeMetrics()
 			if err != nil {
 				return err

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // requireOneLine checks the shape every start-up failure must have: one
@@ -139,7 +141,7 @@ func TestServeFlagFormsBothAccepted(t *testing.T) {
 			if rec["backend"] != "poll" || rec["loops"] != "1" || rec["max_conns"] != "7" {
 				t.Fatalf("listening line reports backend=%s loops=%s max_conns=%s, want poll, 1, 7", rec["backend"], rec["loops"], rec["max_conns"])
 			}
-			echo(t, d.dial(t), []byte("forms"))
+			testkit.Echo(t, d.dial(t), []byte("forms"), ioWait)
 			d.stop()
 		})
 	}

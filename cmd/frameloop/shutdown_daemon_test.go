@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // A client pipelines 2000 frames of 1 KiB and reads the replies slowly.
@@ -39,13 +40,11 @@ func TestDaemonSIGTERMDeliversRepliesInFlight(t *testing.T) {
 		c := d.dial(t)
 		var wire []byte
 		for i := range frames {
-			wire = appendFrame(wire, pattern(size, i))
+			wire = testkit.AppendFrame(wire, testkit.Pattern(size, uint64(i)))
 		}
 		written := make(chan error, 1)
 		go func() {
-			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			_, err := c.Write(wire)
-			written <- err
+			written <- testkit.WriteAll(c, wire, 30*time.Second)
 		}()
 
 		signalledAt := -1
@@ -74,12 +73,11 @@ func TestDaemonSIGTERMDeliversRepliesInFlight(t *testing.T) {
 					requireNoNewService(t, d)
 				}
 			}
-			c.SetReadDeadline(time.Now().Add(ioWait))
-			got, err := readFrame(c)
+			got, err := testkit.ReadFrame(c, ioWait, testkit.MaxFrame)
 			if err != nil {
 				t.Fatalf("reply %d of %d (SIGTERM sent after reply %d): %v", i, frames, signalledAt, err)
 			}
-			if string(got) != string(pattern(size, i)) {
+			if string(got) != string(testkit.Pattern(size, uint64(i))) {
 				t.Fatalf("reply %d differs", i)
 			}
 		}
@@ -122,7 +120,7 @@ func TestDaemonSIGTERMAnswersRequestsReceivedButUnread(t *testing.T) {
 		const frameLen = 4 + size
 		var wire []byte
 		for i := range frames {
-			wire = appendFrame(wire, pattern(size, i))
+			wire = testkit.AppendFrame(wire, testkit.Pattern(size, uint64(i)))
 		}
 		var handed atomic.Int64 // bytes the kernel has taken, at least
 		go func() {
@@ -160,8 +158,7 @@ func TestDaemonSIGTERMAnswersRequestsReceivedButUnread(t *testing.T) {
 					signalledAt = i
 				}
 			}
-			c.SetReadDeadline(time.Now().Add(ioWait))
-			got, err := readFrame(c)
+			got, err := testkit.ReadFrame(c, ioWait, testkit.MaxFrame)
 			if err != nil {
 				if signalledAt >= 0 && i >= received {
 					break // every acknowledged request was answered
@@ -169,11 +166,11 @@ func TestDaemonSIGTERMAnswersRequestsReceivedButUnread(t *testing.T) {
 				t.Fatalf("reply %d: %v; SIGTERM was sent after reply %d, when the daemon's kernel had acknowledged %d requests and the daemon had read %d",
 					i, err, signalledAt, received, daemonRead)
 			}
-			if string(got) != string(pattern(size, i)) {
+			if string(got) != string(testkit.Pattern(size, uint64(i))) {
 				t.Fatalf("reply %d differs", i)
 			}
 		}
-		if _, err := waitClosed(c, ioWait); err != nil {
+		if _, err := testkit.WaitClosed(c, ioWait); err != nil {
 			t.Fatal(err)
 		}
 		code, ok := d.waitExit(exitWait)
@@ -193,7 +190,7 @@ func requireNoNewService(t *testing.T, d *daemon) {
 		return // refused: the listener is closed
 	}
 	defer c.Close()
-	if err := tryEcho(c, []byte("too late"), quiet); err == nil {
+	if err := testkit.EchoErr(c, []byte("too late"), quiet); err == nil {
 		t.Fatal("a connection made after SIGTERM was served")
 	}
 }
@@ -223,7 +220,7 @@ func TestDaemonShutdownTimeoutBoundsTheDrain(t *testing.T) {
 		if _, ok := d.waitLog(0, msgIs("shutdown timeout passed; closed the remaining connections")); !ok {
 			t.Error("no log line says the shutdown timeout passed")
 		}
-		if _, err := waitClosed(c, ioWait); err != nil {
+		if _, err := testkit.WaitClosed(c, ioWait); err != nil {
 			t.Fatalf("the stuck client does not see the close: %v", err)
 		}
 	})
@@ -233,7 +230,7 @@ func TestDaemonSIGINTStopsGracefully(t *testing.T) {
 	forEachDaemonConfig(t, func(t *testing.T, args []string) {
 		d := startDaemon(t, with(args, "--addr", "127.0.0.1:0")...)
 		c := d.dial(t)
-		echo(t, c, []byte("before SIGINT"))
+		testkit.Echo(t, c, []byte("before SIGINT"), ioWait)
 		d.signal(syscall.SIGINT)
 		code, ok := d.waitExit(exitWait)
 		if !ok || code != 0 {
@@ -249,7 +246,9 @@ func TestDaemonSIGINTStopsGracefully(t *testing.T) {
 		if _, ok := d.waitLog(0, msgIs("stopped")); !ok {
 			t.Error("no \"stopped\" line")
 		}
-		expectClosed(t, c, ioWait)
+		if _, err := testkit.WaitClosed(c, ioWait); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
@@ -259,7 +258,7 @@ func TestDaemonIdleClientsDoNotDelayExit(t *testing.T) {
 		var idle []net.Conn
 		for i := range 10 {
 			c := d.dial(t)
-			echo(t, c, []byte{byte(i)})
+			testkit.Echo(t, c, []byte{byte(i)}, ioWait)
 			idle = append(idle, c)
 		}
 		sent := time.Now()
@@ -273,7 +272,7 @@ func TestDaemonIdleClientsDoNotDelayExit(t *testing.T) {
 		}
 		t.Logf("exited %v after SIGTERM", time.Since(sent))
 		for i, c := range idle {
-			if _, err := waitClosed(c, ioWait); err != nil {
+			if _, err := testkit.WaitClosed(c, ioWait); err != nil {
 				t.Fatalf("idle client %d: %v", i, err)
 			}
 		}
@@ -310,16 +309,14 @@ func TestDaemonRefusesConnectionsOnceShuttingDown(t *testing.T) {
 				break // refused: the listener is closed
 			}
 			defer c.Close()
-			c.SetWriteDeadline(time.Now().Add(ioWait))
-			if _, err := c.Write(appendFrame(nil, []byte("too late"))); err != nil {
+			if err := testkit.WriteFrame(c, []byte("too late"), ioWait); err != nil {
 				continue
 			}
 			late = append(late, c)
 		}
 		served := 0
 		for _, c := range late {
-			c.SetReadDeadline(time.Now().Add(quiet))
-			if got, err := readFrame(c); err == nil && string(got) == "too late" {
+			if got, err := testkit.ReadFrame(c, quiet, testkit.MaxFrame); err == nil && string(got) == "too late" {
 				served++
 			}
 		}
@@ -342,7 +339,7 @@ func keepBusy(c net.Conn, seed int, stop <-chan struct{}) {
 	defer c.Close()
 	var batch []byte
 	for i := range 16 {
-		batch = appendFrame(batch, pattern(4000, seed+i))
+		batch = testkit.AppendFrame(batch, testkit.Pattern(4000, uint64(seed+i)))
 	}
 	buf := make([]byte, len(batch))
 	for {
@@ -387,7 +384,7 @@ print("ok")
 // — those still in the client's send buffer too — completely, then EOF,
 // with any number of loops.
 func TestDaemonSIGTERMAnswersEverythingSentBeforeIt(t *testing.T) {
-	py := requireTool(t, "python3", "python3")
+	py := testkit.RequireTool(t, "python3", "python3")
 	script := filepath.Join(t.TempDir(), "drain.py")
 	if err := os.WriteFile(script, []byte(drainClient), 0o644); err != nil {
 		t.Fatal(err)

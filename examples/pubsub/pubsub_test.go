@@ -2,20 +2,29 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/frameloop/frameloop"
 	"go.uber.org/goleak"
+
+	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	// waitTimeout bounds each wait for the hub's state.
+	waitTimeout = 10 * time.Second
+	// pollEvery is how often such a wait looks.
+	pollEvery = 5 * time.Millisecond
+	// dialTimeout bounds a client's connection attempt.
+	dialTimeout = 10 * time.Second
+)
 
 func startHub(t *testing.T, loops, maxQueued int, writeTimeout time.Duration) (*Hub, string) {
 	t.Helper()
@@ -47,35 +56,9 @@ func startHub(t *testing.T, loops, maxQueued int, writeTimeout time.Duration) (*
 	return hub, srv.Addr().String()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // message is a payload tagged with its sender and sequence number.
 func message(sender, seq int) []byte {
 	return fmt.Appendf(nil, "%03d:%06d:%s", sender, seq, "payload")
-}
-
-func writeFrame(w io.Writer, p []byte) error {
-	_, err := w.Write(append(binary.LittleEndian.AppendUint32(nil, uint32(len(p))), p...))
-	return err
-}
-
-func readFrame(r io.Reader) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	p := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-	_, err := io.ReadFull(r, p)
-	return p, err
 }
 
 func TestEveryMessageReachesEveryOtherClientOnceInOrder(t *testing.T) {
@@ -83,22 +66,18 @@ func TestEveryMessageReachesEveryOtherClientOnceInOrder(t *testing.T) {
 	hub, addr := startHub(t, 2, 1<<20, 5*time.Second)
 	conns := make([]net.Conn, clients)
 	for i := range conns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := testkit.Dial(t, "tcp", addr, dialTimeout)
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		conns[i] = c
 	}
-	waitFor(t, "every client to subscribe", func() bool { return hub.Subscribers() == clients })
+	testkit.Eventually(t, waitTimeout, pollEvery, func() bool { return hub.Subscribers() == clients }, "every client to subscribe")
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*clients)
 	for i, c := range conns {
 		wg.Go(func() { // sender
 			for seq := range perSender {
-				if err := writeFrame(c, message(i, seq)); err != nil {
+				if err := testkit.WriteFrame(c, message(i, seq), 0); err != nil {
 					errs <- err
 					return
 				}
@@ -107,7 +86,7 @@ func TestEveryMessageReachesEveryOtherClientOnceInOrder(t *testing.T) {
 		wg.Go(func() { // receiver: expects every other sender's messages, in order
 			next := make([]int, clients)
 			for range (clients - 1) * perSender {
-				p, err := readFrame(c)
+				p, err := testkit.ReadFrame(c, 0, testkit.MaxFrame)
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
 					return
@@ -136,8 +115,7 @@ func TestEveryMessageReachesEveryOtherClientOnceInOrder(t *testing.T) {
 	}
 	// Nothing more arrives: each message was delivered exactly once.
 	for i, c := range conns {
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if p, err := readFrame(c); err == nil {
+		if p, err := testkit.ReadFrame(c, 100*time.Millisecond, testkit.MaxFrame); err == nil {
 			t.Errorf("client %d got an extra message %q", i, p)
 		}
 	}
@@ -146,18 +124,11 @@ func TestEveryMessageReachesEveryOtherClientOnceInOrder(t *testing.T) {
 func TestSlowSubscriberIsDisconnectedOthersKeepReceiving(t *testing.T) {
 	const maxQueued = 256 << 10
 	hub, addr := startHub(t, 2, maxQueued, 30*time.Second)
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := func() net.Conn { return testkit.Dial(t, "tcp", addr, dialTimeout) }
 	slow, fast, sender := dial(), dial(), dial()
 	// A small receive buffer makes the slow subscriber's queue fill sooner.
 	slow.(*net.TCPConn).SetReadBuffer(64 << 10)
-	waitFor(t, "three subscribers", func() bool { return hub.Subscribers() == 3 })
+	testkit.Eventually(t, waitTimeout, pollEvery, func() bool { return hub.Subscribers() == 3 }, "three subscribers")
 
 	// The sender publishes in lockstep with the fast subscriber, so the
 	// fast one's queue never holds more than one message, while the slow
@@ -166,19 +137,19 @@ func TestSlowSubscriberIsDisconnectedOthersKeepReceiving(t *testing.T) {
 	const messages = 200 // 6.4 MB: far beyond the slow subscriber's queue and socket buffers
 	fast.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for i := range messages {
-		if err := writeFrame(sender, payload); err != nil {
+		if err := testkit.WriteFrame(sender, payload, waitTimeout); err != nil {
 			t.Fatalf("sender: %v", err)
 		}
-		if _, err := readFrame(fast); err != nil {
+		if _, err := testkit.ReadFrame(fast, 0, testkit.MaxFrame); err != nil {
 			t.Fatalf("fast subscriber lost the stream at message %d: %v", i, err)
 		}
 	}
-	waitFor(t, "the slow subscriber to be dropped", func() bool { return hub.Dropped() == 1 })
+	testkit.Eventually(t, waitTimeout, pollEvery, func() bool { return hub.Dropped() == 1 }, "the slow subscriber to be dropped")
 	// The slow subscriber gets what was queued for it, then end of stream.
 	slow.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got := 0
 	for {
-		if _, err := readFrame(slow); err != nil {
+		if _, err := testkit.ReadFrame(slow, 0, testkit.MaxFrame); err != nil {
 			break
 		}
 		got++
@@ -187,5 +158,5 @@ func TestSlowSubscriberIsDisconnectedOthersKeepReceiving(t *testing.T) {
 	if got >= messages {
 		t.Fatalf("slow subscriber received all %d messages; it should have been cut off", got)
 	}
-	waitFor(t, "the slow subscriber to leave", func() bool { return hub.Subscribers() == 2 })
+	testkit.Eventually(t, waitTimeout, pollEvery, func() bool { return hub.Subscribers() == 2 }, "the slow subscriber to leave")
 }

@@ -2,13 +2,14 @@ package loadgen
 
 import (
 	"bufio"
-	"encoding/binary"
 	"io"
 	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
 // testServer is a stand-in for the real server, written with Go's net
@@ -87,13 +88,12 @@ func frameServer(reply func(n int, payload []byte) (out []byte, send, ok bool)) 
 	return func(c net.Conn) {
 		r := bufio.NewReaderSize(c, 64<<10)
 		w := bufio.NewWriterSize(c, 64<<10)
-		var hdr [4]byte
+		var wire []byte
 		for n := 1; ; n++ {
-			if _, err := io.ReadFull(r, hdr[:]); err != nil {
-				return
-			}
-			p := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-			if _, err := io.ReadFull(r, p); err != nil {
+			// No deadline: the server reads until the test's cleanup
+			// closes the connection.
+			p, err := testkit.ReadFrame(r, 0, maxSize)
+			if err != nil {
 				return
 			}
 			out, send, ok := reply(n, p)
@@ -102,9 +102,8 @@ func frameServer(reply func(n int, payload []byte) (out []byte, send, ok bool)) 
 				return
 			}
 			if send {
-				binary.LittleEndian.PutUint32(hdr[:], uint32(len(out)))
-				w.Write(hdr[:])
-				w.Write(out)
+				wire = testkit.AppendFrame(wire[:0], out)
+				w.Write(wire)
 			}
 			if r.Buffered() == 0 {
 				if w.Flush() != nil {
@@ -150,15 +149,11 @@ func stallingEcho(from, d time.Duration) func(net.Conn) {
 // echoOnceThenClose answers one frame, waits d and closes the connection.
 func echoOnceThenClose(d time.Duration) func(net.Conn) {
 	return func(c net.Conn) {
-		var hdr [4]byte
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		p, err := testkit.ReadFrame(c, 0, maxSize)
+		if err != nil {
 			return
 		}
-		p := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-		if _, err := io.ReadFull(c, p); err != nil {
-			return
-		}
-		c.Write(append(hdr[:], p...))
+		c.Write(testkit.Frame(p))
 		time.Sleep(d)
 	}
 }
