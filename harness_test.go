@@ -194,10 +194,12 @@ func (ts *testServer) stats() frameloop.Stats { return ts.srv.Stats() }
 func (ts *testServer) waitStats(t testing.TB, timeout time.Duration, what string, cond func(frameloop.Stats) bool) frameloop.Stats {
 	t.Helper()
 	var st frameloop.Stats
-	testkit.Eventually(t, timeout, pollEvery, func() bool {
-		st = ts.stats()
-		return cond(st)
-	}, "stats: %s (last: %s)", what, fmtStats(&st))
+	testkit.EventuallyNil(t, timeout, pollEvery, func() error {
+		if st = ts.stats(); cond(st) {
+			return nil
+		}
+		return fmt.Errorf("stats: %s (last: %s)", what, fmtStats(&st))
+	})
 	return st
 }
 
