@@ -274,7 +274,7 @@ func (r *recorder) OnFrame(c *frameloop.Conn, payload []byte) {
 		r.onFrame(c, payload)
 		return
 	}
-	c.Write(payload)
+	c.WriteRaw(c.Frame().Raw) // the identical bytes, whatever the framing
 }
 
 func (r *recorder) OnClose(c *frameloop.Conn, err error) {

@@ -3,23 +3,27 @@ package frameloop
 import (
 	"testing"
 
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/poller"
 )
 
-// newBenchLoop returns a loop with one open connection that is never
-// flushed: the benchmarks below measure the user-space work per frame —
-// decoding, the handler's Write, queueing — without system calls.
-func newBenchLoop(b *testing.B) (*loop, *connState) {
-	b.Helper()
-	s, err := New(EchoHandler{}, Config{Addr: "127.0.0.1:0", Loops: 1})
+// newDetachedLoop returns a loop of a server for h and cfg with one open
+// connection that is never flushed and has no socket: tests and
+// benchmarks drive its read path by hand (consume) and measure the
+// user-space work per frame — decoding, the handler, queueing — without
+// system calls.
+func newDetachedLoop(tb testing.TB, h Handler, cfg Config) (*loop, *connState) {
+	tb.Helper()
+	cfg.Addr, cfg.Loops = "127.0.0.1:0", 1
+	s, err := New(h, cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	p, err := poller.New(poller.Default())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { p.Close() })
+	tb.Cleanup(func() { p.Close() })
 	l := newLoop(s, 0, p)
 	st := l.newState()
 	st.gen = l.nextGen()
@@ -28,23 +32,36 @@ func newBenchLoop(b *testing.B) (*loop, *connState) {
 	return l, st
 }
 
+func newBenchLoop(b *testing.B) (*loop, *connState) {
+	return newDetachedLoop(b, EchoHandler{}, Config{})
+}
+
 // BenchmarkDecodeAndQueue measures decoding a read of 32 pipelined 64-byte
-// frames and queueing their echoes, per frame.
+// frames and queueing their echoes, per frame, for every framing preset:
+// "u32le" is the default path.
 func BenchmarkDecodeAndQueue(b *testing.B) {
-	l, st := newBenchLoop(b)
-	var batch []byte
-	for range 32 {
-		batch, _ = l.format.Append(batch, nil, make([]byte, 64))
+	for _, name := range framing.Presets() {
+		b.Run(name, func(b *testing.B) {
+			f, err := framing.ParseSpec(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, st := newDetachedLoop(b, EchoHandler{}, Config{Framing: f})
+			var batch []byte
+			for range 32 {
+				batch, _ = l.format.Append(batch, nil, make([]byte, 64))
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(batch)))
+			for b.Loop() {
+				l.consume(st, batch)
+				l.outMu.Lock()
+				st.releaseOutput()
+				l.outMu.Unlock()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*32), "ns/frame")
+		})
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(batch)))
-	for b.Loop() {
-		l.consume(st, batch)
-		l.outMu.Lock()
-		st.releaseOutput()
-		l.outMu.Unlock()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*32), "ns/frame")
 }
 
 // BenchmarkConnWrite measures one Write of a 64-byte payload.
