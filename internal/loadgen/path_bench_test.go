@@ -25,7 +25,7 @@ func benchPath(b *testing.B, read, write func(int, []byte) (int, error)) {
 		b.Skip(err)
 	}
 	defer closeAll(fds[:])
-	w, c := receiver(1, newSizes(64, 64), 0)
+	w, c := receiver(mustWire(b, "u32le"), 1, newSizes(64, 64), 0)
 	w.wbuf = make([]byte, writeBufSize)
 	w.rbuf = make([]byte, readBufSize)
 	w.pipeline = 32
@@ -57,7 +57,7 @@ func benchPath(b *testing.B, read, write func(int, []byte) (int, error)) {
 func BenchmarkFrameWork(b *testing.B) {
 	for _, size := range []int{64, 4096, 1 << 20} {
 		b.Run(itoa(size)+"B", func(b *testing.B) {
-			w, c := receiver(1, newSizes(size, size), 0)
+			w, c := receiver(mustWire(b, "u32le"), 1, newSizes(size, size), 0)
 			w.wbuf = make([]byte, writeBufSize)
 			w.pipeline = 32
 			b.ReportAllocs()
