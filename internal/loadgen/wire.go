@@ -110,9 +110,9 @@ func (x *wire) checkSizes(lo, hi int) error {
 	what := fmt.Sprintf("from %d to %d payload bytes", x.minLen, x.maxLen)
 	switch {
 	case x.minLen == 0:
-		what = fmt.Sprintf("at most %d payload bytes", x.maxLen)
+		what = "at most " + plural(x.maxLen, "payload byte")
 	case x.maxLen == maxSize:
-		what = fmt.Sprintf("at least %d payload bytes", x.minLen)
+		what = "at least " + plural(x.minLen, "payload byte")
 	}
 	return fmt.Errorf("--size %s does not fit --framing %s, which carries %s", size, x.name, what)
 }
