@@ -80,7 +80,12 @@ func (x *wire) fillAny(dst []byte, id uint32, seq uint64, plen, from int) int {
 	}
 	dst = dst[:n]
 	i := 0
-	if leadLen := h + min(plen, stampSize); from < leadLen {
+	if leadLen := h + min(plen, stampSize); from == 0 && n >= h+stampSize {
+		// The whole lead fits: write it in place.
+		x.putHeader(dst, id, seq, plen)
+		putStamp(dst[h:], id, seq)
+		i = h + stampSize
+	} else if from < leadLen {
 		var lead [leadSize]byte
 		x.putHeader(lead[:], id, seq, plen)
 		putStamp(lead[h:], id, seq)
@@ -196,6 +201,9 @@ func checkPattern(b []byte, h uint64, q int) bool {
 // stampMatches reports whether got, the first min(plen, stampSize) bytes of
 // a payload, are the stamp of (id, seq).
 func stampMatches(got []byte, id uint32, seq uint64) bool {
+	if len(got) == stampSize { // the common case, without a call to memequal
+		return binary.LittleEndian.Uint32(got) == id && binary.LittleEndian.Uint64(got[4:]) == seq
+	}
 	var st [stampSize]byte
 	putStamp(st[:], id, seq)
 	return string(got) == string(st[:len(got)])
