@@ -23,6 +23,18 @@ func TestBenchBadFlag(t *testing.T) {
 	}
 }
 
+func TestBenchBadFraming(t *testing.T) {
+	for _, args := range [][]string{{"--framing", "u33"}, {"--framing", "u8", "--size", "300"}} {
+		var stdout, stderr bytes.Buffer
+		if code := runBench(args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+		if s := stderr.String(); strings.Count(s, "\n") != 1 || !strings.Contains(s, "--framing") || stdout.Len() != 0 {
+			t.Errorf("%q: stdout %q, stderr %q: want one line naming the flag", args, stdout.String(), s)
+		}
+	}
+}
+
 func TestBenchAgainstEcho(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/sock"
 )
 
@@ -45,6 +46,7 @@ type Config struct {
 	ServerPID int
 	Idle      int // idle mode: connections to open and hold; 0: load mode
 	Hold      time.Duration
+	Framing   framing.Spec // the wire format; the zero Spec is u32le
 }
 
 // DefaultConfig is the configuration of "frameloop bench" with no flags.
@@ -89,6 +91,7 @@ func ParseArgs(args []string) (Config, error) {
 	pid := fs.String("server-pid", "0", "")
 	idle := fs.String("idle", "0", "")
 	hold := fs.String("hold", "0s", "")
+	framingSpec := fs.String("framing", "u32le", "")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -141,6 +144,13 @@ func ParseArgs(args []string) (Config, error) {
 		return c, err
 	}
 	if c.Hold, err = durationFlag("hold", *hold, 0, maxDuration); err != nil {
+		return c, err
+	}
+
+	if c.Framing, err = framing.ParseSpec(*framingSpec); err != nil {
+		return c, fmt.Errorf("--framing %q: %v", *framingSpec, strings.TrimPrefix(err.Error(), "framing: "))
+	}
+	if _, err = c.wire(); err != nil {
 		return c, err
 	}
 

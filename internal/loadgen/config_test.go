@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/framing"
 )
 
 func TestParseArgsDefaults(t *testing.T) {
@@ -59,6 +62,17 @@ func TestBadFlags(t *testing.T) {
 		{"--idle", "-1"}, {"--idle", "5", "--rate", "10"}, {"--idle", "5", "--conns", "10"}, {"--idle", "2", "--threads", "3"},
 		{"--hold", "1s"}, {"--idle", "5", "--hold", "x"},
 		{"--json=maybe"}, {"--nope"}, {"--duration"}, {"stray"}, {"--conns", "5", "extra"},
+		{"--framing"}, {"--framing", ""}, {"--framing", " "}, {"--framing", "u33"}, {"--framing", "U32LE"},
+		{"--framing", "length=5"}, {"--framing", "length=0"}, {"--framing", "offset=17"}, {"--framing", "offset=-1"},
+		{"--framing", "u32le,offset=1"}, {"--framing", "length=4,"}, {"--framing", "length=4,length=2"},
+		{"--framing", "order=middle"}, {"--framing", "varint-max=3"}, {"--framing", "length=varint,varint-max=11"},
+		{"--framing", "length=1,adjust=-256"}, {"--framing", "adjust=2000000"}, {"--framing", "colour=blue"},
+		{"--framing", "u8", "--size", "256"}, {"--framing", "u8", "--size", "0:300"}, {"--framing", "u8", "--size", "1048576"},
+		{"--framing", "u16le", "--size", "65536"}, {"--framing", "u16be", "--size", "10:70000"},
+		{"--framing", "mysql", "--size", "0"}, {"--framing", "mysql", "--size", "0:10"},
+		{"--framing", "length=1,adjust=100"}, {"--framing", "length=1,adjust=-4", "--size", "252"},
+		{"--framing", "length=varint,varint-max=1", "--size", "128"}, {"--framing", "length=varint,varint-max=2", "--size", "0:16384"},
+		{"--framing", "u8", "--idle", "3", "--size", "300"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(args, &stdout, &stderr)
@@ -76,5 +90,78 @@ func TestHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := Main([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--pipeline") {
 		t.Errorf("exit %d, stdout %q", code, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "--framing SPEC") {
+		t.Errorf("--help does not list --framing: %q", stdout.String())
+	}
+	for _, p := range framing.Presets() {
+		if !regexp.MustCompile(`\b` + p + `\b`).MatchString(stdout.String()) {
+			t.Errorf("--help does not name the preset %s", p)
+		}
+	}
+}
+
+func TestParseArgsFraming(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // the canonical spelling
+	}{
+		{nil, "u32le"},
+		{[]string{"--framing", "u32le"}, "u32le"},
+		{[]string{"--framing=u32be"}, "u32be"},
+		{[]string{"--framing", " varint "}, "varint"},
+		{[]string{"--framing", "mqtt", "--size", "0:1048576"}, "mqtt"},
+		{[]string{"--framing", "grpc", "--rate", "100"}, "grpc"},
+		{[]string{"--framing", "offset=1,length=4"}, "grpc"}, // order defaults to be
+		{[]string{"--framing", "length=4,order=le"}, "u32le"},
+		{[]string{"--framing", "length=2, order=le ,offset=3"}, "length=2,order=le,offset=3"},
+		{[]string{"--framing", "u8", "--size", "255"}, "u8"},
+		{[]string{"--framing", "u8", "--size", "0:255"}, "u8"},
+		{[]string{"--framing", "u16be", "--size", "65535"}, "u16be"},
+		{[]string{"--framing", "mysql", "--size", "1:1048576"}, "mysql"},
+		{[]string{"--framing", "length=1,adjust=-4", "--size", "251"}, "length=1,adjust=-4"},
+		{[]string{"--framing", "length=1,adjust=100", "--size", "100:355"}, "length=1,adjust=100"},
+		{[]string{"--framing", "length=varint,varint-max=2", "--size", "16383"}, "length=varint,varint-max=2"},
+		{[]string{"--framing", "u64be", "--idle", "2", "--size", "0"}, "u64be"},
+	} {
+		c, err := ParseArgs(tc.args)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if got := c.Framing.String(); got != tc.want {
+			t.Errorf("%q: framing %s, want %s", tc.args, got, tc.want)
+		}
+	}
+	if c := DefaultConfig(); c.Framing.String() != "u32le" {
+		t.Errorf("default framing %s", c.Framing)
+	}
+}
+
+// A size the format cannot carry is refused in one line that names both
+// flags and says what fits.
+func TestFramingSizeMessages(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--framing", "u8", "--size", "256"}, []string{"--size 256", "--framing u8", "at most 255 payload bytes"}},
+		{[]string{"--framing", "u8", "--size", "10:300"}, []string{"--size 10:300", "at most 255"}},
+		{[]string{"--framing", "mysql", "--size", "0:64"}, []string{"--size 0:64", "--framing mysql", "at least 1 payload byte"}},
+		{[]string{"--framing", "length=1,adjust=100"}, []string{"--size 64", "from 100 to 355 payload bytes"}},
+		{[]string{"--framing", "length=varint,varint-max=1", "--size", "128"}, []string{"varint-max=1", "at most 127"}},
+		{[]string{"--framing", "u33"}, []string{"--framing \"u33\"", "unknown preset", "u32le"}},
+		{[]string{"--framing", "length=5"}, []string{"--framing \"length=5\"", "length must be"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(tc.args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", tc.args, code)
+		}
+		oneLine(t, stderr.String())
+		for _, w := range tc.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%q: %q lacks %q", tc.args, stderr.String(), w)
+			}
+		}
 	}
 }

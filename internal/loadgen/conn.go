@@ -32,16 +32,21 @@ type conn struct {
 
 	// Receive side: a reply is taken apart as it streams in.
 	expected uint64 // oldest frame neither answered nor given up as lost
-	hdr      [4]byte
-	hdrN     int    // header bytes of the current reply seen so far
-	plen     int    // its payload length (once hdrN == 4)
+	hdrN     int    // header bytes of the current reply held in hdr, while it is split
+	hlen     int    // its header size once complete, else 0
+	plen     int    // its payload length (once hlen > 0)
 	pgot     int    // its payload bytes seen so far
 	seq      uint64 // the frame it is checked against
 	alt      bool   // seq is a candidate other than expected, named by the stamp
 	h        uint64 // pattern seed of seq
 	stamp    [stampSize]byte
-	bad      bool // the reply differs from frame seq
+	bad      bool // the reply differs from frame seq (length, stamp or pattern)
+	hbad     bool // its header differs: prefix bytes, or a varint's encoding
 	stale    bool // the reply answers nothing in flight: count it, do not advance
+	// hdr holds a header split between reads; once the header is complete,
+	// hdr[:prefix size] holds its prefix, checked when the stamp names the
+	// frame.
+	hdr [maxHeader]byte
 
 	// origins[seq&mask] is when frame seq's latency starts: its first byte's
 	// write (closed loop) or its intended time (open loop). At most pipeline

@@ -12,6 +12,11 @@
 // buffered. Sizes are a hash of (connection, sequence), so both directions
 // can recompute them at random. The steady state allocates nothing.
 //
+// Frames are in any format of internal/framing (--framing): an optional
+// prefix, whose bytes are also derived from (connection, sequence), a
+// length field of fixed width or a varint, then the payload. The default,
+// u32le, keeps a path of its own with no call into the framing package.
+//
 // Closed loop (default): each connection keeps --pipeline frames in flight.
 // Open loop (--rate): frame k of connection c is due at a fixed intended time;
 // it is sent then, or as soon as the pipeline has room, and its latency is

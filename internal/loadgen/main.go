@@ -70,6 +70,12 @@ counts from those (open loop, corrected for coordinated omission).
   --conns N          connections (50)
   --pipeline N       frames in flight per connection (1)
   --size N|MIN:MAX   payload bytes, uniform per frame, at most 1048576 (64)
+  --framing SPEC     wire format of every frame (u32le): a preset, one of
+                       grpc mqtt mysql u16be u16le u24be u24le u32be u32le
+                       u64be u8 varint,
+                     or key=value,... of length=1|2|3|4|8|varint, order=le|be (be),
+                       offset=0..16 prefix bytes, adjust=N (payload = length + N),
+                       varint-max=1..10 (5); --size must fit the length field
   --duration D       measured time (10s)
   --warmup D         time before measuring (1s)
   --grace D          time after the duration to collect replies in flight (1s)
@@ -80,6 +86,11 @@ counts from those (open loop, corrected for coordinated omission).
   --server-pid P     also measure process P: CPU per message; RSS in idle mode
   --idle N           idle mode: open N connections, echo one frame on each,
   --hold D             hold them open for D, close (0s)
+
+Frames are [prefix][length][payload] and the echo must return them
+unchanged. Prefix bytes: 0x00 for grpc (not compressed), 0x30 for mqtt
+(PUBLISH, QoS 0); for other formats with an offset, hashed from the
+connection and sequence number like the payload.
 
 Exit status: 0 when the run completed (even with mismatches, which are
 reported), 1 when it could not run, 2 on bad flags.

@@ -55,6 +55,7 @@ type contract struct {
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error"`
 	FramesSent int64  `json:"frames_sent"`
+	Framing    string `json:"framing"`
 }
 
 var contractKeys = []string{"addr", "conns", "pipeline", "size_min", "size_max", "rate", "threads",

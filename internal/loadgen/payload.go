@@ -1,23 +1,22 @@
 package loadgen
 
 import (
-	"bytes"
 	"encoding/binary"
-
-	"github.com/frameloop/frameloop/internal/frame"
 )
 
 // A payload starts with a stamp — the connection id (4 bytes) and the
 // frame's sequence number (8 bytes), little-endian — and continues with a
 // pattern derived from both. Any byte of a frame can therefore be computed
-// from (id, seq, size, offset) alone: the sender regenerates what the socket
-// did not take, and the receiver checks replies as they stream in, at any
-// split, without a stored copy. A payload shorter than the stamp carries the
-// stamp's first bytes; its length is checked too.
+// from (id, seq, size, offset) alone — the header too, prefix bytes
+// included (see wire): the sender regenerates what the socket did not take,
+// and the receiver checks replies as they stream in, at any split, without
+// a stored copy. A payload shorter than the stamp carries the stamp's first
+// bytes; its length is checked too.
 const stampSize = 12
 
-// prefixSize is the frame header plus the stamp.
-const prefixSize = frame.HeaderSize + stampSize
+// leadSize is the largest frame header plus the stamp: the bytes before the
+// pattern.
+const leadSize = maxHeader + stampSize
 
 const golden = 0x9E3779B97F4A7C15 // 2^64 / phi: the Weyl step of the pattern
 
@@ -57,30 +56,66 @@ func patternSeed(id uint32, seq uint64) uint64 {
 	return mix64(uint64(id)<<40 ^ seq ^ 0xa5a5a5a5)
 }
 
-// putPrefix writes header and stamp of frame (id, seq, plen) into p.
-func putPrefix(p *[prefixSize]byte, id uint32, seq uint64, plen int) {
-	frame.PutHeader(p[:], plen)
-	binary.LittleEndian.PutUint32(p[4:], id)
-	binary.LittleEndian.PutUint64(p[8:], seq)
+func putStamp(p []byte, id uint32, seq uint64) {
+	binary.LittleEndian.PutUint32(p, id)
+	binary.LittleEndian.PutUint64(p[4:], seq)
 }
 
 // fillFrame writes the bytes of frame (id, seq) carrying plen payload bytes,
 // starting at byte from of its encoding (header included), into dst. It
 // returns how many it wrote: all that remain of the frame, or len(dst).
-func fillFrame(dst []byte, id uint32, seq uint64, plen, from int) int {
-	n := min(len(dst), frame.HeaderSize+plen-from)
+func (x *wire) fillFrame(dst []byte, id uint32, seq uint64, plen, from int) int {
+	if x.fast {
+		return fillU32le(dst, id, seq, plen, from)
+	}
+	return x.fillAny(dst, id, seq, plen, from)
+}
+
+// fillAny is fillFrame for any format.
+func (x *wire) fillAny(dst []byte, id uint32, seq uint64, plen, from int) int {
+	h := x.headerLen(plen)
+	n := min(len(dst), h+plen-from)
 	if n <= 0 {
 		return 0
 	}
 	dst = dst[:n]
 	i := 0
-	if preLen := frame.HeaderSize + min(plen, stampSize); from < preLen {
-		var pre [prefixSize]byte
-		putPrefix(&pre, id, seq, plen)
-		i = copy(dst, pre[from:preLen])
+	if leadLen := h + min(plen, stampSize); from == 0 && n >= h+stampSize {
+		// The whole lead fits: write it in place.
+		x.putHeader(dst, id, seq, plen)
+		putStamp(dst[h:], id, seq)
+		i = h + stampSize
+	} else if from < leadLen {
+		var lead [leadSize]byte
+		x.putHeader(lead[:], id, seq, plen)
+		putStamp(lead[h:], id, seq)
+		i = copy(dst, lead[from:leadLen])
 	}
 	if i < n {
-		fillPattern(dst[i:], patternSeed(id, seq), from+i-prefixSize)
+		fillPattern(dst[i:], patternSeed(id, seq), from+i-h-stampSize)
+	}
+	return n
+}
+
+// fillU32le is fillFrame for the default format, where the header is 4
+// bytes, the length alone: with constant offsets, the compiler keeps the
+// lead in a few stores.
+func fillU32le(dst []byte, id uint32, seq uint64, plen, from int) int {
+	const h = 4
+	n := min(len(dst), h+plen-from)
+	if n <= 0 {
+		return 0
+	}
+	dst = dst[:n]
+	i := 0
+	if leadLen := h + min(plen, stampSize); from < leadLen {
+		var lead [h + stampSize]byte
+		binary.LittleEndian.PutUint32(lead[:], uint32(plen))
+		putStamp(lead[h:], id, seq)
+		i = copy(dst, lead[from:leadLen])
+	}
+	if i < n {
+		fillPattern(dst[i:], patternSeed(id, seq), from+i-h-stampSize)
 	}
 	return n
 }
@@ -166,7 +201,10 @@ func checkPattern(b []byte, h uint64, q int) bool {
 // stampMatches reports whether got, the first min(plen, stampSize) bytes of
 // a payload, are the stamp of (id, seq).
 func stampMatches(got []byte, id uint32, seq uint64) bool {
-	var pre [prefixSize]byte
-	putPrefix(&pre, id, seq, 0)
-	return bytes.Equal(got, pre[frame.HeaderSize:frame.HeaderSize+len(got)])
+	if len(got) == stampSize { // the common case, without a call to memequal
+		return binary.LittleEndian.Uint32(got) == id && binary.LittleEndian.Uint64(got[4:]) == seq
+	}
+	var st [stampSize]byte
+	putStamp(st[:], id, seq)
+	return string(got) == string(st[:len(got)])
 }

@@ -91,6 +91,7 @@ func describe(r *Result) string {
 	if r.SizeMax != r.SizeMin {
 		size = fmt.Sprintf("%d..%d B", r.SizeMin, r.SizeMax)
 	}
+	size += ", " + r.Framing + " framing"
 	threads := plural(r.Threads, "thread")
 	switch r.Mode {
 	case "idle":

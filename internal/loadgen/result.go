@@ -47,6 +47,7 @@ type Result struct {
 	FirstError string  `json:"first_error"`
 	FramesSent int64   `json:"frames_sent"` // frames started, warmup and grace included
 	GraceS     float64 `json:"grace_s"`
+	Framing    string  `json:"framing"` // the wire format, as --framing spells it canonically
 
 	replies  int64 // verified replies at any time
 	hist     *hdrhistogram.Histogram
@@ -88,6 +89,7 @@ func newResult(cfg *Config, ws []*worker) *Result {
 		GraceS:    cfg.Grace.Seconds(),
 		ServerPID: cfg.ServerPID,
 		Mode:      "closed",
+		Framing:   cfg.Framing.String(),
 		hist:      newHistogram(),
 	}
 	if cfg.Rate > 0 {

@@ -47,6 +47,10 @@ func startWorkers(cfg *Config, total int, perConn uint64, progress bool) ([]*wor
 	if err := checkFiles(total); err != nil {
 		return nil, err
 	}
+	x, err := cfg.wire()
+	if err != nil {
+		return nil, err
+	}
 	d, err := newDialer(cfg.Target, total)
 	if err != nil {
 		return nil, err
@@ -59,7 +63,7 @@ func startWorkers(cfg *Config, total int, perConn uint64, progress bool) ([]*wor
 	ws := make([]*worker, 0, cfg.Threads)
 	for t := range cfg.Threads {
 		lo, hi := t*total/cfg.Threads, (t+1)*total/cfg.Threads
-		w, err := newWorker(cfg, d.clone(), lo, hi, perConn, progress)
+		w, err := newWorker(cfg, x, d.clone(), lo, hi, perConn, progress)
 		if err != nil {
 			for _, w := range ws {
 				w.closePoller()

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"fmt"
 
-	"github.com/frameloop/frameloop/internal/frame"
 	"github.com/frameloop/frameloop/internal/poller"
 	"golang.org/x/sys/unix"
 )
@@ -86,13 +85,19 @@ func (w *worker) flush(c *conn) {
 // write stopped to the end of frame limit-1 or of the buffer.
 func (w *worker) fill(c *conn, limit uint64) int {
 	buf := w.wbuf
+	x := &w.wire
 	n := 0
 	seq, off := c.next, c.off
 	for n < len(buf) && (off > 0 || seq < limit) {
 		plen := w.sizes.of(c.id, seq)
-		k := fillFrame(buf[n:], c.id, seq, plen, off)
+		var k int
+		if x.fast { // fillFrame's dispatch, which does not inline
+			k = fillU32le(buf[n:], c.id, seq, plen, off)
+		} else {
+			k = x.fillAny(buf[n:], c.id, seq, plen, off)
+		}
 		n += k
-		if off += k; off == frame.HeaderSize+plen {
+		if off += k; off == x.headerLen(plen)+plen {
 			seq, off = seq+1, 0
 		}
 	}
@@ -103,7 +108,8 @@ func (w *worker) fill(c *conn, limit uint64) int {
 // of each frame whose first byte was among them.
 func (w *worker) advance(c *conn, m int, t int64) {
 	for m > 0 {
-		flen := frame.HeaderSize + w.sizes.of(c.id, c.next)
+		plen := w.sizes.of(c.id, c.next)
+		flen := w.wire.headerLen(plen) + plen
 		if c.off == 0 {
 			origin := t
 			if w.openLoop {

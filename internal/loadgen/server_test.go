@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"bufio"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -9,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/frameloop/frameloop/internal/testkit"
+	"github.com/frameloop/frameloop/internal/framing"
 )
 
 // testServer is a stand-in for the real server, written with Go's net
@@ -81,29 +83,96 @@ func (s *testServer) stop() {
 // echo copies bytes back: a correct server, whatever the framing.
 func echo(c net.Conn) { io.Copy(c, c) }
 
-// frameServer decodes frames and lets reply decide, for the n-th frame of
-// the connection (from 1), what to send back: the payload (possibly
-// altered), nothing (drop), or to close the connection (ok false).
-func frameServer(reply func(n int, payload []byte) (out []byte, send, ok bool)) func(net.Conn) {
+// mustFormat compiles a --framing spec as the generator does, for bodies
+// of up to maxSize bytes.
+func mustFormat(t testing.TB, spec string) *framing.Format {
+	t.Helper()
+	return mustWire(t, spec).f
+}
+
+// readFrame reads the next frame in format f from r and returns it whole,
+// with its header size.
+func readFrame(r *bufio.Reader, f *framing.Format) (frame []byte, h int, err error) {
+	// Peek until Next has seen the header, and the frame too if it fits
+	// the buffer; need then is the frame's size.
+	need := 1
+	for need <= r.Size() {
+		b, err := r.Peek(need)
+		if err != nil {
+			return nil, 0, err
+		}
+		n, _, next, err := f.Next(b)
+		if err != nil {
+			return nil, 0, err
+		}
+		if n > 0 {
+			break
+		}
+		need = next
+	}
+	frame = make([]byte, need)
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return nil, 0, err
+	}
+	n, h, _, err := f.Next(frame)
+	if err == nil && n != len(frame) {
+		err = fmt.Errorf("framing: a frame of %d bytes read as %d", n, len(frame))
+	}
+	return frame, h, err
+}
+
+// framedEcho decodes frames in format f and sends each back exactly as it
+// came, prefix and length field included: a correct server that knows the
+// framing, and hangs up on a frame that is not in it.
+func framedEcho(f *framing.Format) func(net.Conn) {
 	return func(c net.Conn) {
 		r := bufio.NewReaderSize(c, 64<<10)
 		w := bufio.NewWriterSize(c, 64<<10)
-		var wire []byte
-		for n := 1; ; n++ {
-			// No deadline: the server reads until the test's cleanup
-			// closes the connection.
-			p, err := testkit.ReadFrame(r, 0, maxSize)
+		for {
+			frame, _, err := readFrame(r, f)
 			if err != nil {
 				return
 			}
-			out, send, ok := reply(n, p)
+			w.Write(frame)
+			if r.Buffered() == 0 && w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// frameServer decodes frames in format spec and lets reply decide, for the
+// n-th frame of the connection (from 1), what to send back: the payload
+// (possibly altered) framed with the prefix received, nothing (drop), or
+// to close the connection (ok false).
+func frameServer(spec string, reply func(n int, payload []byte) (out []byte, send, ok bool)) func(net.Conn) {
+	f, err := framing.ParseSpec(spec)
+	if err != nil {
+		panic(err)
+	}
+	x, err := newWire(f)
+	if err != nil {
+		panic(err)
+	}
+	return func(c net.Conn) {
+		r := bufio.NewReaderSize(c, 64<<10)
+		w := bufio.NewWriterSize(c, 64<<10)
+		for n := 1; ; n++ {
+			frame, h, err := readFrame(r, x.f)
+			if err != nil {
+				return
+			}
+			out, send, ok := reply(n, frame[h:])
 			if !ok {
 				w.Flush()
 				return
 			}
 			if send {
-				wire = testkit.AppendFrame(wire[:0], out)
-				w.Write(wire)
+				b, err := x.f.Append(nil, frame[:x.off], out)
+				if err != nil {
+					return
+				}
+				w.Write(b)
 			}
 			if r.Buffered() == 0 {
 				if w.Flush() != nil {
@@ -114,21 +183,23 @@ func frameServer(reply func(n int, payload []byte) (out []byte, send, ok bool)) 
 	}
 }
 
-// flipEvery10th corrupts one byte of every 10th reply.
-var flipEvery10th = frameServer(func(n int, p []byte) ([]byte, bool, bool) {
-	if n%10 == 0 && len(p) > 0 {
-		p[len(p)/2] ^= 0x40
-	}
-	return p, true, true
-})
+// flipEvery10th corrupts one byte of every 10th reply's payload.
+func flipEvery10th(spec string) func(net.Conn) {
+	return frameServer(spec, func(n int, p []byte) ([]byte, bool, bool) {
+		if n%10 == 0 && len(p) > 0 {
+			p[len(p)/2] ^= 0x40
+		}
+		return p, true, true
+	})
+}
 
 // dropEvery10th never answers every 10th frame.
-var dropEvery10th = frameServer(func(n int, p []byte) ([]byte, bool, bool) {
+var dropEvery10th = frameServer("u32le", func(n int, p []byte) ([]byte, bool, bool) {
 	return p, n%10 != 0, true
 })
 
 // closeAfter5 answers five frames, then closes the connection.
-var closeAfter5 = frameServer(func(n int, p []byte) ([]byte, bool, bool) {
+var closeAfter5 = frameServer("u32le", func(n int, p []byte) ([]byte, bool, bool) {
 	return p, true, n <= 5
 })
 
@@ -137,7 +208,7 @@ var closeAfter5 = frameServer(func(n int, p []byte) ([]byte, bool, bool) {
 func stallingEcho(from, d time.Duration) func(net.Conn) {
 	var once sync.Once
 	var t0 time.Time
-	return frameServer(func(n int, p []byte) ([]byte, bool, bool) {
+	return frameServer("u32le", func(n int, p []byte) ([]byte, bool, bool) {
 		once.Do(func() { t0 = time.Now() })
 		if e := time.Since(t0); e >= from && e < from+d {
 			time.Sleep(from + d - e)
@@ -149,11 +220,15 @@ func stallingEcho(from, d time.Duration) func(net.Conn) {
 // echoOnceThenClose answers one frame, waits d and closes the connection.
 func echoOnceThenClose(d time.Duration) func(net.Conn) {
 	return func(c net.Conn) {
-		p, err := testkit.ReadFrame(c, 0, maxSize)
-		if err != nil {
+		var hdr [4]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
-		c.Write(testkit.Frame(p))
+		p := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(c, p); err != nil {
+			return
+		}
+		c.Write(append(hdr[:], p...))
 		time.Sleep(d)
 	}
 }

@@ -74,6 +74,7 @@ type worker struct {
 	dial  *dialer
 	addr  string
 	sizes sizes
+	wire  wire
 
 	conns  []conn
 	events []poller.Event
@@ -109,7 +110,7 @@ type worker struct {
 }
 
 // newWorker builds a worker for the connections with global ids [lo, hi).
-func newWorker(cfg *Config, d *dialer, lo, hi int, perConn uint64, progress bool) (*worker, error) {
+func newWorker(cfg *Config, x wire, d *dialer, lo, hi int, perConn uint64, progress bool) (*worker, error) {
 	p, err := poller.New(poller.Default())
 	if err != nil {
 		return nil, err
@@ -119,6 +120,7 @@ func newWorker(cfg *Config, d *dialer, lo, hi int, perConn uint64, progress bool
 		dial:       d,
 		addr:       cfg.Addr,
 		sizes:      newSizes(cfg.SizeMin, cfg.SizeMax),
+		wire:       x,
 		conns:      make([]conn, hi-lo),
 		events:     make([]poller.Event, eventsPerWait),
 		rbuf:       make([]byte, readBufSize),
