@@ -8,7 +8,7 @@
 // it, but only _test.go files may import it: no program or library code
 // depends on it (TestImportedOnlyFromTests checks the module for that).
 // It imports nothing of frameloop's own: not the root package, whose
-// external tests import it (a cycle), and not internal/frame, whose
+// external tests import it (a cycle), and not internal/framing, whose
 // encoding it must check independently, so the frame format is written out
 // here as a client would write it.
 //
