@@ -48,7 +48,7 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 // ErrBackpressure when the queue holds too much already (see
 // Config.MaxQueued), and with ErrTooLarge for a body the framing cannot
 // express or the queue could never hold; nothing is queued then.
-func (c *Conn) Write(body []byte) error { return c.write(nil, body, nil) }
+func (c *Conn) Write(body []byte) error { return c.write(nil, body) }
 
 // WriteFrame queues a frame with the given prefix — exactly
 // Framing.Offset bytes, or ErrBadPrefix — and body: the frame's length
@@ -57,7 +57,7 @@ func (c *Conn) WriteFrame(prefix, body []byte) error {
 	if prefix == nil || len(prefix) != c.st.l.format.Offset() {
 		return ErrBadPrefix
 	}
-	return c.write(prefix, body, nil)
+	return c.write(prefix, body)
 }
 
 // WriteRaw queues bytes that already form exactly one frame in the
@@ -69,22 +69,68 @@ func (c *Conn) WriteRaw(frame []byte) error {
 	if n, _, _, err := c.st.l.outFormat.Next(frame); err != nil || n != len(frame) {
 		return ErrBadFrame
 	}
-	return c.write(nil, nil, frame)
+	return c.writeRaw(frame)
 }
 
-// write queues one frame: prefix and body, or raw bytes already framed.
-func (c *Conn) write(prefix, body, raw []byte) error {
+// echo queues the frame being delivered, unchanged: EchoHandler's path,
+// which knows the frame is whole and is on the loop's goroutine, so the
+// check WriteRaw makes would only repeat the decoder's.
+func (c *Conn) echo() error { return c.writeRaw(c.st.l.curRaw) }
+
+// write queues a frame made of prefix (nil for zeros) and body.
+func (c *Conn) write(prefix, body []byte) error {
+	l := c.st.l
+	hdr, err := l.outFormat.HeaderLen(len(body))
+	if err != nil {
+		return ErrTooLarge
+	}
+	if err := c.admit(hdr + len(body)); err != nil {
+		return err
+	}
+	c.st.appendFrame(l.outFormat, prefix, body, hdr)
+	return c.st.queuedLocked(hdr + len(body))
+}
+
+// writeRaw queues bytes that are one whole frame already. It is admit,
+// append and queuedLocked in one body: the echo's path, where the two
+// calls showed.
+func (c *Conn) writeRaw(raw []byte) error {
 	st := c.st
 	l := st.l
-	var hdr int
-	size := len(raw)
-	if raw == nil {
-		var err error
-		if hdr, err = l.outFormat.HeaderLen(len(body)); err != nil {
-			return ErrTooLarge
-		}
-		size = hdr + len(body)
+	size := int64(len(raw))
+	if size > l.maxQueued {
+		return ErrTooLarge
 	}
+	l.outMu.Lock()
+	if st.gen != c.gen || st.has(ctlCloseRequested|ctlShut) {
+		l.outMu.Unlock()
+		return ErrClosed
+	}
+	if st.queued.Load()+size > l.maxQueued {
+		l.shared.backpressured++
+		l.outMu.Unlock()
+		return ErrBackpressure
+	}
+	if t := st.outTail; t != nil && cap(t.B)-len(t.B) >= len(raw) {
+		t.B = append(t.B, raw...) // the common case: one check, one copy
+	} else {
+		st.appendBytes(raw)
+	}
+	st.queued.Add(size)
+	l.shared.framesOut++
+	wake := l.markDirtyLocked(st)
+	l.outMu.Unlock()
+	if wake {
+		l.wake()
+	}
+	return nil
+}
+
+// admit takes outMu if c may queue size more bytes; otherwise it says
+// why not, without the lock. The caller appends, then calls queuedLocked.
+func (c *Conn) admit(size int) error {
+	st := c.st
+	l := st.l
 	if int64(size) > l.maxQueued {
 		return ErrTooLarge
 	}
@@ -98,11 +144,13 @@ func (c *Conn) write(prefix, body, raw []byte) error {
 		l.outMu.Unlock()
 		return ErrBackpressure
 	}
-	if raw != nil {
-		st.appendBytes(raw)
-	} else {
-		st.appendFrame(l.outFormat, prefix, body, hdr)
-	}
+	return nil
+}
+
+// queuedLocked accounts for size bytes just appended, releases outMu and
+// makes sure the loop flushes them.
+func (st *connState) queuedLocked(size int) error {
+	l := st.l
 	st.queued.Add(int64(size))
 	l.shared.framesOut++
 	wake := l.markDirtyLocked(st)
@@ -252,12 +300,14 @@ const (
 
 // acceptsFrames says whether frames read from st are still delivered:
 // while open, and while closing after the peer's EOF (those frames were
-// sent before it). Not once Close was called — from OnOpen, from an
-// earlier frame or from elsewhere — nor after an oversized frame.
+// sent before it). Not once Close was called, nor after an oversized
+// frame: a Close from a callback makes the connection closing as soon as
+// the callback returns (greet, deliver), one from elsewhere after the
+// frame being delivered.
 func (st *connState) acceptsFrames() bool {
 	switch st.phase {
 	case phaseOpen:
-		return !st.has(ctlCloseRequested)
+		return true
 	case phaseClosing:
 		return st.reason == ReasonPeerClosed && !st.has(ctlCloseRequested)
 	}

@@ -47,7 +47,7 @@ func (l *loop) contain() {
 // The handler's callbacks, called only through these.
 
 func (l *loop) callOpen(st *connState) {
-	l.cur = st.conn
+	l.cur, l.curRaw = st.conn, nil
 	l.h.OnOpen(st.conn)
 	l.cur = nil
 }
@@ -59,7 +59,7 @@ func (l *loop) callFrame(st *connState, payload []byte) {
 }
 
 func (l *loop) callClose(c *Conn, err error) {
-	l.cur = c
+	l.cur, l.curRaw = c, nil
 	l.h.OnClose(c, err)
 	l.cur = nil
 }

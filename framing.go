@@ -46,5 +46,6 @@ func (c *Conn) Frame() Frame {
 		return Frame{}
 	}
 	raw := l.curRaw
-	return Frame{Prefix: raw[:l.format.Offset()], Body: raw[l.curHdr:], Raw: raw}
+	_, h, _, _ := l.format.Next(raw) // cheaper than keeping h for every frame
+	return Frame{Prefix: raw[:l.format.Offset()], Body: raw[h:], Raw: raw}
 }

@@ -26,5 +26,5 @@ type Handler interface {
 type EchoHandler struct{}
 
 func (EchoHandler) OnOpen(*Conn)              {}
-func (EchoHandler) OnFrame(c *Conn, _ []byte) { c.WriteRaw(c.Frame().Raw) }
+func (EchoHandler) OnFrame(c *Conn, _ []byte) { c.echo() }
 func (EchoHandler) OnClose(*Conn, error)      {}

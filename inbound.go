@@ -210,13 +210,19 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 			l.pauseReading(st)
 			return used, 0, true
 		}
-		n, h, want, err := l.next(data[used:])
-		if err != nil {
-			l.badFrame(st, err, data[used:])
-			return used, 0, false
-		}
-		if n == 0 {
-			return used, want, true
+		n, ok := l.format.Complete(data[used:])
+		h := 4
+		if !ok {
+			var want int
+			var err error
+			n, h, want, err = l.next(data[used:])
+			if err != nil {
+				l.badFrame(st, err, data[used:])
+				return used, 0, false
+			}
+			if n == 0 {
+				return used, want, true
+			}
 		}
 		l.deliver(st, data[used:used+n], h)
 		used += n
@@ -224,12 +230,12 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 	return used, 0, true
 }
 
-// deliver hands one frame, whose header is h bytes, to the handler.
+// deliver hands one frame, whose header is h bytes, to the handler;
+// Conn.Frame finds it in l.curRaw meanwhile.
 func (l *loop) deliver(st *connState, raw []byte, h int) {
 	l.stats.framesIn++
-	l.curRaw, l.curHdr = raw, h
+	l.curRaw = raw
 	l.callFrame(st, raw[h:])
-	l.curRaw = nil
 	if st.has(ctlCloseRequested) && st.phase == phaseOpen {
 		// Closed by the handler (or by another goroutine, seen early):
 		// frames after this one are not delivered.

@@ -89,6 +89,11 @@ func (l *loop) greet(st *connState) {
 		l.log.Debug("connection opened", "remote", st.conn.addr.String(), "fd", st.fd)
 	}
 	l.callOpen(st)
+	if st.has(ctlCloseRequested) {
+		// Closed from OnOpen: no frame is delivered, not even those that
+		// came with the PROXY header.
+		l.startClosing(st, ReasonLocal)
+	}
 }
 
 // newState takes a free state, allocating a slab of them when none is

@@ -59,10 +59,9 @@ type loop struct {
 	// other fields rather than behind a pointer.
 	maxQueued, highWater, lowWater int64
 	format, outFormat              *framing.Format
-	// curRaw and curHdr are the frame being delivered and its header's
-	// size, for Conn.Frame.
+	// curRaw is the frame being delivered, for Conn.Frame (while cur is
+	// its connection and OnFrame runs).
 	curRaw []byte
-	curHdr int
 
 	rbuf []byte // every read lands here first; shared by all connections
 	vec  [][]byte

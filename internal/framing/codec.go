@@ -209,6 +209,23 @@ func (f *Format) varint(b []byte) (v uint64, h, need int, err error) {
 	return 0, 0, 0, ErrBadFrame // still continuing after VarintMax bytes
 }
 
+// Complete is the inlinable front of Next for the default format (u32le,
+// no prefix, no adjustment): n is the size of the complete, valid frame at
+// the start of buf, whose header is 4 bytes. ok is false for every other
+// format, and when buf does not start with a complete valid frame: Next
+// then says what it is. Next itself cannot be inlined; a caller that
+// decodes frames in a tight loop saves the call for the common case.
+func (f *Format) Complete(buf []byte) (n int, ok bool) {
+	if !f.fast || len(buf) < 4 {
+		return 0, false
+	}
+	v := binary.LittleEndian.Uint32(buf)
+	if uint64(v) > f.hi || int(v) > len(buf)-4 {
+		return 0, false
+	}
+	return 4 + int(v), true
+}
+
 // LengthValue returns the raw value of the length field at the start of
 // buf, before Adjust, for diagnostics such as logging what an oversized
 // header announced. ok is false if the field is incomplete or malformed.
