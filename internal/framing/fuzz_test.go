@@ -131,6 +131,11 @@ func FuzzNext(f *testing.F) {
 			if got != want {
 				t.Fatalf("%v max %d: Next(% x) = %+v, reference %+v", ff.Spec(), max, buf, got, want)
 			}
+			// Complete, Next's inlinable front, agrees with it: a complete
+			// frame of the default format, or nothing.
+			if n, ok := ff.Complete(buf); ok != (got.n > 0 && got.err == nil && ff.Spec() == framing.Spec{Length: 4}) || ok && (n != got.n || got.h != 4) {
+				t.Fatalf("%v: Complete(% x) = %d, %v; Next says %+v", ff.Spec(), buf, n, ok, got)
+			}
 			if got.n == 0 {
 				if got.err == nil && got.need <= len(buf) {
 					t.Fatalf("need %d with %d bytes", got.need, len(buf))
