@@ -22,6 +22,7 @@ type loadgenSpec struct {
 	warmup    time.Duration
 	idleConns int
 	hold      time.Duration
+	framing   string // --framing, "" for the default
 }
 
 // errUsage marks a load generator that rejected its command line: running
@@ -31,6 +32,9 @@ var errUsage = errors.New("load generator rejected its command line")
 // args is the generator's command line, after the binary.
 func (s loadgenSpec) args() []string {
 	a := []string{"bench", "--json", "--threads", "1", "--server-pid", strconv.Itoa(s.serverPID), "--addr", s.addr}
+	if s.framing != "" {
+		a = append(a, "--framing", s.framing)
+	}
 	if s.sc.Idle {
 		return append(a, "--idle", strconv.Itoa(s.idleConns), "--hold", s.hold.String())
 	}

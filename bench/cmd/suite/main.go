@@ -41,6 +41,9 @@ type Options struct {
 	Hold             time.Duration
 	ReadyTimeout     time.Duration
 	StopGrace        time.Duration
+	// Framing is frameloop's --framing for the server and the generator;
+	// "" is the default, u32le, the only format the peers speak.
+	Framing string
 }
 
 const benchModule = "github.com/frameloop/frameloop/bench"
@@ -103,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.Hold, "hold", 3*time.Second, "S4: how long to hold the idle connections")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 15*time.Second, "longest wait for a server's 'listening' line")
 	fs.DurationVar(&o.StopGrace, "stop-grace", 5*time.Second, "wait after SIGTERM before SIGKILL")
+	fs.StringVar(&o.Framing, "framing", "", "frameloop's --framing for server and generator (the peers speak only the default, u32le)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -137,6 +141,12 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	}
 	if len(o.Servers) == 0 || len(o.Scenarios) == 0 {
 		return o, errors.New("--servers and --scenarios must each name at least one")
+	}
+	if o.Framing == "u32le" {
+		o.Framing = ""
+	}
+	if o.Framing != "" && !slices.Equal(o.Servers, []string{frameloopName}) {
+		return o, fmt.Errorf("--framing %s: the peers speak only u32le; add --servers frameloop", o.Framing)
 	}
 	return o, nil
 }
@@ -346,8 +356,12 @@ func (s *suite) skip(server, reason string) {
 // serverArgv is the command line of server on addr.
 func (s *suite) serverArgv(server, addr string) []string {
 	if server == frameloopName {
-		return []string{s.frameloopBin, "serve", "--loops", "1", "--max-conns", "20000",
+		argv := []string{s.frameloopBin, "serve", "--loops", "1", "--max-conns", "20000",
 			"--idle-timeout", "0", "--addr", addr}
+		if s.opts.Framing != "" {
+			argv = append(argv, "--framing", s.opts.Framing)
+		}
+		return argv
 	}
 	return []string{s.peerBin, "--impl", server, "--loops", "1", "--addr", addr}
 }
@@ -459,6 +473,7 @@ func (s *suite) measureOne(ctx context.Context, ports *portPicker, name string, 
 		warmup:    s.opts.Warmup,
 		idleConns: s.opts.IdleConns,
 		hold:      s.opts.Hold,
+		framing:   s.opts.Framing,
 	})
 	if err != nil {
 		select {
