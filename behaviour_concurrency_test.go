@@ -95,8 +95,8 @@ func TestWriteAfterCloseReturnsErrClosed(t *testing.T) {
 		}
 		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
-		if ev := rec.closeFor(t, c, ioTimeout); ev.err != nil {
-			t.Errorf("OnClose got %v, want nil after Close", ev.err)
+		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrLocalClose) {
+			t.Errorf("OnClose got %v, want ErrLocalClose after Close", ev.err)
 		}
 		// Closed: still ErrClosed, nothing queued.
 		if err := server.Write([]byte("later")); !errors.Is(err, frameloop.ErrClosed) {
@@ -241,8 +241,8 @@ func TestCloseFromAnotherGoroutineSendsQueuedFramesFirst(t *testing.T) {
 		}
 		testkit.ExpectClosed(t, c, ioTimeout)
 		c.Close()
-		if ev := rec.closeFor(t, c, ioTimeout); ev.err != nil {
-			t.Errorf("OnClose got %v, want nil after Close", ev.err)
+		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrLocalClose) {
+			t.Errorf("OnClose got %v, want ErrLocalClose after Close", ev.err)
 		}
 		st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
 		if st.ClosedBy(frameloop.ReasonLocal) != 1 {

@@ -81,8 +81,8 @@ func TestHalfCloseStillGetsEveryReply(t *testing.T) {
 				if len(got) > 0 || !errors.Is(err, io.EOF) {
 					t.Fatalf("after the replies: %d more bytes, %v; want a clean end of stream", len(got), err)
 				}
-				if ev := rec.closeFor(t, c, ioTimeout); ev.err != nil {
-					t.Errorf("OnClose got %v, want nil for a peer that closed", ev.err)
+				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrPeerClosed) {
+					t.Errorf("OnClose got %v, want ErrPeerClosed for a peer that closed", ev.err)
 				}
 				st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
 				if st.ClosedBy(frameloop.ReasonPeerClosed) != 1 || st.FramesOut != uint64(tc.frames) {

@@ -5,6 +5,7 @@ package frameloop_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/frameloop/frameloop"
@@ -68,12 +69,14 @@ func TestStatsCountKnownTraffic(t *testing.T) {
 			FramesOut: 11,
 			BytesIn:   bytesIn,
 			BytesOut:  bytesOut,
+			Closed: map[frameloop.CloseReason]uint64{
+				frameloop.ReasonPeerClosed:  2,
+				frameloop.ReasonOversize:    1,
+				frameloop.ReasonReset:       1,
+				frameloop.ReasonIdleTimeout: 1,
+			},
 		}
-		want.Closed[frameloop.ReasonPeerClosed] = 2
-		want.Closed[frameloop.ReasonOversize] = 1
-		want.Closed[frameloop.ReasonReset] = 1
-		want.Closed[frameloop.ReasonIdleTimeout] = 1
-		if st != want {
+		if !reflect.DeepEqual(st, want) {
 			t.Errorf("Stats:\n got %s\nwant %s", fmtStats(&st), fmtStats(&want))
 		}
 	})

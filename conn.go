@@ -12,28 +12,25 @@ import (
 	"github.com/frameloop/frameloop/internal/sock"
 )
 
-// Conn is the handle of one connection. It stays valid after the
-// connection closes: Write and Close then return ErrClosed, and never
-// reach a later connection that reuses the same slot.
-//
-// Write and Close are safe from any goroutine. Context and SetContext are
-// not synchronized: use them from the handler's callbacks, or guard them.
+// Conn is the handle of one connection. The same *Conn is passed to every
+// callback of one connection, so it can key the application's own maps.
+// It stays valid after the connection closes: Write and Close then return
+// ErrClosed, and never reach a later connection that reuses the same
+// slot. Every method is safe from any goroutine, but Frame, which belongs
+// to OnFrame.
 type Conn struct {
 	st   *connState
 	gen  uint32
 	addr sock.Addr
-	ctx  any
+	// ext holds what few connections use — a value, a context, a PROXY
+	// header — allocated on first use, under the loop's outMu, so that an
+	// idle connection does not pay for them.
+	ext *connExt
 }
 
 // RemoteAddr is the peer's address: with Config.ProxyProtocol, the client
 // address the proxy reported.
 func (c *Conn) RemoteAddr() net.Addr { return c.addr.NetAddr() }
-
-// Context returns the value stored with SetContext.
-func (c *Conn) Context() any { return c.ctx }
-
-// SetContext stores a value of the application's with the connection.
-func (c *Conn) SetContext(v any) { c.ctx = v }
 
 // Write queues body as one frame, in the connection's framing, with a
 // prefix of zero bytes if the framing has one (see WriteFrame). It copies
@@ -147,8 +144,8 @@ func (c *Conn) admit(size int) error {
 	return nil
 }
 
-// queuedLocked accounts for size bytes just appended, releases outMu and
-// makes sure the loop flushes them.
+// queuedLocked accounts for size bytes just appended (or fewer: a reply
+// slot filled), releases outMu and makes sure the loop flushes them.
 func (st *connState) queuedLocked(size int) error {
 	l := st.l
 	st.queued.Add(int64(size))
@@ -181,8 +178,41 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// PauseReading stops reading from the connection until ResumeReading, from
+// any goroutine: flow control for work handed to other goroutines, so
+// that a client pipelining requests cannot get ahead of the workers.
+// Frames already read and not yet delivered wait too. The pause holds
+// besides the one the output's high-water mark makes: reading resumes
+// only when neither holds.
+func (c *Conn) PauseReading() error { return c.setPaused(true) }
+
+// ResumeReading ends a PauseReading; frames read before the pause are
+// delivered first.
+func (c *Conn) ResumeReading() error { return c.setPaused(false) }
+
+func (c *Conn) setPaused(on bool) error {
+	st := c.st
+	l := st.l
+	l.outMu.Lock()
+	if st.gen != c.gen {
+		l.outMu.Unlock()
+		return ErrClosed
+	}
+	if on {
+		st.setCtl(ctlUserPaused)
+	} else {
+		st.clearCtl(ctlUserPaused)
+	}
+	wake := l.markDirtyLocked(st)
+	l.outMu.Unlock()
+	if wake {
+		l.wake()
+	}
+	return nil
+}
+
 // Queued is the number of bytes written to the connection and not yet
-// taken by the kernel.
+// taken by the kernel, reply slots not yet filled counted at 512 bytes.
 func (c *Conn) Queued() int {
 	c.st.l.outMu.Lock()
 	defer c.st.l.outMu.Unlock()
@@ -245,12 +275,16 @@ type connState struct {
 	// had to deliver at the last look; lingerStalls counts the looks in a
 	// row that saw no progress.
 	lingerUnsent int32
+	// pending counts the reply slots reserved and not filled (reply.go);
+	// guarded by outMu.
+	pending      uint32
 	lingerStalls uint8
 
 	interest   poller.Interest
 	phase      phase
 	readPaused bool // output above the high-water mark
 	memPaused  bool // waiting for room in the input budget
+	userPaused bool // the application paused reading (ctlUserPaused, as last seen)
 	eof        bool // the peer will send nothing more
 	waitWrite  bool // the kernel took less than we had: write interest armed
 	timerList  timerList
@@ -271,6 +305,9 @@ const (
 	// ctlShut: the write side is shut, or about to be: what is written
 	// now could never be sent, so Write is refused.
 	ctlShut
+	// ctlUserPaused: Conn.PauseReading; the loop copies it into
+	// userPaused when it flushes.
+	ctlUserPaused
 )
 
 func (st *connState) has(bit uint32) bool { return st.ctl.Load()&bit != 0 }
@@ -312,6 +349,12 @@ func (st *connState) acceptsFrames() bool {
 		return st.reason == ReasonPeerClosed && !st.has(ctlCloseRequested)
 	}
 	return false
+}
+
+// holdsUndelivered says whether st, closing after the peer's EOF, still
+// holds frames read before it that a pause keeps from being delivered.
+func (st *connState) holdsUndelivered() bool {
+	return st.in != nil && st.reason == ReasonPeerClosed && (st.readPaused || st.userPaused)
 }
 
 // appendFrame copies a frame, whose header is hdr bytes, into the output
@@ -368,4 +411,5 @@ func (st *connState) releaseOutput() {
 	}
 	st.outHead, st.outTail, st.outOff = nil, nil, 0
 	st.queued.Store(0)
+	st.pending = 0 // their placeholders went with the chain
 }

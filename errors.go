@@ -25,7 +25,10 @@ var (
 	// OnClose for connections closed by a shutdown.
 	ErrServerClosed = errors.New("frameloop: server closed")
 
-	// Reasons passed to Handler.OnClose.
+	// Reasons passed to Handler.OnClose; ReasonOf maps each back to its
+	// CloseReason.
+	ErrPeerClosed     = errors.New("frameloop: closed by the peer")
+	ErrLocalClose     = errors.New("frameloop: closed by the application (Conn.Close)")
 	ErrIdleTimeout    = errors.New("frameloop: idle timeout")
 	ErrWriteTimeout   = errors.New("frameloop: write timeout (slow consumer)")
 	ErrFrameTooLarge  = errors.New("frameloop: frame exceeds the maximum message size")

@@ -14,10 +14,11 @@ type Handler interface {
 	// the loop reuses for the next read. Copy it to keep it.
 	OnFrame(c *Conn, payload []byte)
 
-	// OnClose is called once, after the connection is closed. err says why:
-	// nil when the peer closed cleanly or Close was called, ErrIdleTimeout,
-	// ErrWriteTimeout, ErrFrameTooLarge, ErrServerClosed,
-	// ErrBadProxyHeader, or the socket error (such as ECONNRESET).
+	// OnClose is called once, after the connection is closed. err says
+	// why, never nil: ErrPeerClosed, ErrLocalClose (Conn.Close),
+	// ErrIdleTimeout, ErrWriteTimeout, ErrFrameTooLarge, ErrBadFrame,
+	// ErrServerClosed, ErrBadProxyHeader, ErrHandlerPanic, or the socket
+	// error (such as ECONNRESET). ReasonOf maps it to its CloseReason.
 	OnClose(c *Conn, err error)
 }
 

@@ -210,6 +210,11 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 			l.pauseReading(st)
 			return used, 0, true
 		}
+		if st.has(ctlUserPaused) {
+			st.userPaused = true // PauseReading: not one more frame
+			l.setInterest(st)
+			return used, 0, true
+		}
 		n, ok := l.format.Complete(data[used:])
 		h := 4
 		if !ok {
@@ -265,11 +270,11 @@ func (l *loop) pauseReading(st *connState) {
 	l.setInterest(st)
 }
 
-// resumeReading is called once st's output is below the low-water mark.
-// Frames buffered while paused are handled before the loop waits again:
-// the socket may never report them, since they were already read from it.
+// resumeReading is called once neither the output's high-water mark nor
+// the application holds reading paused any more. Frames buffered while
+// paused are handled before the loop waits again: the socket may never
+// report them, since they were already read from it.
 func (l *loop) resumeReading(st *connState) {
-	st.readPaused = false
 	if st.in != nil {
 		gen := st.gen
 		frames := l.stats.framesIn
@@ -306,7 +311,7 @@ func (l *loop) decodeStashed(st *connState) {
 // Replies to what it sent are still delivered; then the connection closes.
 func (l *loop) peerEOF(st *connState) {
 	st.eof = true
-	if !st.readPaused {
+	if !st.readPaused && !st.userPaused {
 		l.dropIn(st) // an unfinished frame can never finish now
 	}
 	switch st.phase {

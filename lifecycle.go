@@ -212,6 +212,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.gen = 0
 	st.releaseOutput()
 	st.ctl.Store(0)
+	st.conn.closedLocked()
 	l.outMu.Unlock()
 
 	c := st.conn
@@ -220,7 +221,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.fd = -1
 	st.interest = 0
 	st.phase = phaseFree
-	st.readPaused, st.memPaused, st.eof, st.waitWrite = false, false, false, false
+	st.readPaused, st.memPaused, st.userPaused, st.eof, st.waitWrite = false, false, false, false, false
 	st.reason = 0
 	l.free = append(l.free, st)
 	l.nconns--
@@ -240,7 +241,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 // almost always writable, and watching it for nothing would spin.
 func (l *loop) setInterest(st *connState) {
 	var want poller.Interest
-	if !st.readPaused && !st.memPaused && st.phase != phaseClosing {
+	if !st.readPaused && !st.memPaused && !st.userPaused && st.phase != phaseClosing {
 		want |= poller.Read
 	}
 	if st.waitWrite {

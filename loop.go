@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/frameloop/frameloop/internal/bufpool"
 	"github.com/frameloop/frameloop/internal/deadline"
 	"github.com/frameloop/frameloop/internal/framing"
 	"github.com/frameloop/frameloop/internal/poller"
@@ -96,6 +97,8 @@ type loop struct {
 	dirty    []connRef // connections with output or a close request to handle
 	handoffs []handoff // connections accepted by another loop for this one
 	shared   sharedStats
+	slots    []*slot        // free reply slots (reply.go)
+	wrappers []*bufpool.Buf // empty buffer wrappers for reply placeholders
 
 	flushing []connRef // the dirty batch being handled; loop-only
 	stats    loopStats // loop-only; published into shared before each wait

@@ -63,7 +63,11 @@ func (l *loop) flush(st *connState, writable bool) {
 		}
 	}
 
-	if st.queued.Load() > 0 {
+	// What is left waits either for the socket — write interest, and the
+	// write timeout for a slow consumer — or, behind a reply slot not yet
+	// filled, for the application: then neither, and the idle timeout
+	// governs as if nothing were queued.
+	if blocked && st.queued.Load() > 0 {
 		st.waitWrite = true
 		if progress || st.timerList != timerWrite {
 			l.setTimer(st, timerWrite)
@@ -74,23 +78,31 @@ func (l *loop) flush(st *connState, writable bool) {
 			l.setIdle(st)
 		}
 	}
+	resume := false
 	if st.readPaused && st.queued.Load() < l.lowWater {
+		st.readPaused, resume = false, true
+	}
+	if paused := st.has(ctlUserPaused); paused != st.userPaused {
+		st.userPaused, resume = paused, !paused
+	}
+	if resume && !st.readPaused && !st.userPaused {
 		l.resumeReading(st)
 		if st.gen != gen {
 			return
 		}
 	}
 	l.setInterest(st)
-	if st.phase == phaseClosing && !st.readPaused && st.queued.Load() == 0 {
+	if st.phase == phaseClosing && st.queued.Load() == 0 && !st.holdsUndelivered() {
 		l.finishClose(st)
 	}
 }
 
-// gather lists the queued buffers for one writev; outMu must be held.
+// gather lists the queued buffers for one writev, up to the first reply
+// slot not yet filled; outMu must be held.
 func (l *loop) gather(st *connState) (bufs [][]byte, total int) {
 	bufs = l.vec[:0]
 	off := int(st.outOff)
-	for b := st.outHead; b != nil && len(bufs) < cap(l.vec); b = b.Next {
+	for b := st.outHead; b != nil && b.B != nil && len(bufs) < cap(l.vec); b = b.Next {
 		seg := b.B[off:]
 		off = 0
 		if len(seg) > 0 {

@@ -1,6 +1,8 @@
 package frameloop
 
 import (
+	"bytes"
+
 	"github.com/frameloop/frameloop/internal/proxyhdr"
 	"github.com/frameloop/frameloop/internal/sock"
 )
@@ -38,6 +40,7 @@ func (l *loop) readProxy(st *connState) {
 	if !hdr.Local {
 		st.conn.addr = sock.AddrFromAddrPort(hdr.Source)
 	}
+	st.conn.setProxyHeader(hdr, data[:used])
 	st.phase = phaseOpen
 	if st.in != nil {
 		// The frames after the header are decoded from the header's
@@ -53,4 +56,17 @@ func (l *loop) readProxy(st *connState) {
 		l.consume(st, rest)
 		l.afterInput(st, frames)
 	}
+}
+
+// setProxyHeader keeps what the header said for Conn.ProxyHeader, its TLVs
+// copied out of the read buffer.
+func (c *Conn) setProxyHeader(hdr proxyhdr.Header, raw []byte) {
+	ph := &ProxyHeader{Local: hdr.Local, Source: hdr.Source, Destination: hdr.Dest}
+	proxyhdr.EachTLV(proxyhdr.TLVArea(raw), func(typ byte, value []byte) {
+		ph.TLVs = append(ph.TLVs, ProxyTLV{Type: typ, Value: bytes.Clone(value)})
+	})
+	l := c.st.l
+	l.outMu.Lock()
+	c.extLocked().proxy = ph
+	l.outMu.Unlock()
 }

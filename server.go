@@ -324,13 +324,16 @@ func (s *Server) Stats() Stats {
 	// their counts of open connections could add one loop's stale count to
 	// another's fresh one. The admission count is exact at all times.
 	st.Connections = int(s.adm.open.Load())
+	st.Closed = make(map[CloseReason]uint64, numReasons)
 	for _, l := range loops {
 		l.outMu.Lock()
 		sh := l.shared
 		l.outMu.Unlock()
 		st.Accepted += sh.loop.accepted
 		for i, n := range sh.loop.closed {
-			st.Closed[i] += n
+			if n > 0 {
+				st.Closed[CloseReason(i)] += n
+			}
 		}
 		st.FramesIn += sh.loop.framesIn
 		st.FramesOut += sh.framesOut

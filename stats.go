@@ -48,6 +48,10 @@ func CloseReasons() []CloseReason {
 // err is the error OnClose receives for a close the server decided.
 func (r CloseReason) err() error {
 	switch r {
+	case ReasonPeerClosed:
+		return ErrPeerClosed
+	case ReasonLocal:
+		return ErrLocalClose
 	case ReasonIdleTimeout:
 		return ErrIdleTimeout
 	case ReasonWriteTimeout:
@@ -66,6 +70,18 @@ func (r CloseReason) err() error {
 	return nil
 }
 
+// ReasonOf returns the reason of a close from the error OnClose received:
+// the reason's own error (ErrIdleTimeout, ErrPeerClosed, ...), or a
+// socket error (a reset, or another error).
+func ReasonOf(err error) CloseReason {
+	for r := range numReasons {
+		if e := r.err(); e != nil && errors.Is(err, e) {
+			return r
+		}
+	}
+	return reasonForError(err)
+}
+
 func reasonForError(err error) CloseReason {
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) {
 		return ReasonReset
@@ -75,16 +91,16 @@ func reasonForError(err error) CloseReason {
 
 // Stats is a snapshot of a server's counters, summed over its loops.
 type Stats struct {
-	Connections  int    // open now
-	Accepted     uint64 // connections accepted
-	Closed       [numReasons]uint64
-	FramesIn     uint64 // complete frames received
-	FramesOut    uint64 // frames queued by Write
-	BytesIn      uint64 // bytes read from sockets
-	BytesOut     uint64 // bytes the kernel took
-	ReadPauses   uint64 // times reading paused for a full output queue
-	Backpressure uint64 // writes refused with ErrBackpressure
-	AcceptPaused bool   // accepting is paused (connection cap, or out of descriptors)
+	Connections  int                    // open now
+	Accepted     uint64                 // connections accepted
+	Closed       map[CloseReason]uint64 // by reason; ClosedBy reads it
+	FramesIn     uint64                 // complete frames received
+	FramesOut    uint64                 // frames queued by Write
+	BytesIn      uint64                 // bytes read from sockets
+	BytesOut     uint64                 // bytes the kernel took
+	ReadPauses   uint64                 // times reading paused for a full output queue
+	Backpressure uint64                 // writes refused with ErrBackpressure
+	AcceptPaused bool                   // accepting is paused (connection cap, or out of descriptors)
 	// Panics counts handler callbacks that panicked. A panic in OnOpen or
 	// OnFrame also closes its connection (ReasonPanic); one in OnClose
 	// comes after the close.
@@ -98,12 +114,7 @@ type Stats struct {
 }
 
 // ClosedBy is the number of connections closed for reason r.
-func (s Stats) ClosedBy(r CloseReason) uint64 {
-	if r < numReasons {
-		return s.Closed[r]
-	}
-	return 0
-}
+func (s Stats) ClosedBy(r CloseReason) uint64 { return s.Closed[r] }
 
 // loopStats are counted by a loop on its own goroutine, without atomics,
 // and published under outMu once per pass.

@@ -70,6 +70,41 @@ type Header struct {
 	Dest   netip.AddrPort // valid when !Local
 }
 
+// TLVArea returns the type-length-value area of a complete v2 PROXY
+// header (hdr is the n bytes Parse accepted): what follows the TCP4 or
+// TCP6 addresses. It is empty for every other header.
+func TLVArea(hdr []byte) []byte {
+	if len(hdr) < v2Fixed || hdr[0] != sigV2[0] || hdr[12]&0x0F != cmdProxy {
+		return nil
+	}
+	switch hdr[13] {
+	case famTCP4:
+		return hdr[min(v2Fixed+addrLen4, len(hdr)):]
+	case famTCP6:
+		return hdr[min(v2Fixed+addrLen6, len(hdr)):]
+	}
+	return nil
+}
+
+// EachTLV calls fn for each type-length-value field of a TLV area (each:
+// a type byte, a 2-byte big-endian length, the value) and reports whether
+// the area was well formed; it stops at the first field that runs past
+// the end.
+func EachTLV(area []byte, fn func(typ byte, value []byte)) bool {
+	for len(area) > 0 {
+		if len(area) < 3 {
+			return false
+		}
+		n := 3 + int(binary.BigEndian.Uint16(area[1:3]))
+		if n > len(area) {
+			return false
+		}
+		fn(area[0], area[3:n])
+		area = area[n:]
+	}
+	return true
+}
+
 const (
 	v1MaxLen = 107 // "PROXY UNKNOWN " + 2×39-char IPv6 + 2 ports + spaces + CRLF
 	v2Fixed  = 16  // signature, version/command, family/transport, length
@@ -573,8 +608,7 @@ func parseV2(buf []byte) (Header, int, error) {
 	if len(buf) < total {
 		return Header{}, 0, ErrIncomplete
 	}
-	// Anything in the block past the addresses is TLVs, which nothing here
-	// needs; they are skipped unparsed.
+	// Anything in the block past the addresses is TLVs (TLVArea, EachTLV).
 	if cmd == cmdLocal {
 		return Header{Local: true}, total, nil
 	}

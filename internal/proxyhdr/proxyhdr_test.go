@@ -3,7 +3,9 @@ package proxyhdr
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -417,5 +419,28 @@ func TestAddrParsers(t *testing.T) {
 		"0", "80", "080", "65535", "65536", "+1", "-1", "1e3",
 	} {
 		checkAddrParsers(t, []byte(s))
+	}
+}
+
+func TestTLVs(t *testing.T) {
+	tlvs := []byte{0x02, 0x00, 0x0b, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 0x05, 0x00, 0x02, 'i', 'd'}
+	addrs := []byte{192, 0, 2, 7, 198, 51, 100, 1, 0x4e, 0x20, 0x01, 0xbb}
+	hdr := v2(0x21, famTCP4, -1, addrs, tlvs)
+	_, n, err := Parse(hdr)
+	if err != nil || n != len(hdr) {
+		t.Fatalf("Parse: %d, %v", n, err)
+	}
+	var got []string
+	if !EachTLV(TLVArea(hdr[:n]), func(typ byte, v []byte) { got = append(got, fmt.Sprintf("%d=%s", typ, v)) }) {
+		t.Fatal("a well-formed TLV area reported malformed")
+	}
+	if want := []string{"2=example.com", "5=id"}; !slices.Equal(got, want) {
+		t.Fatalf("TLVs %q, want %q", got, want)
+	}
+	if EachTLV([]byte{0x02, 0x00, 0x09, 'x'}, func(byte, []byte) {}) {
+		t.Fatal("a TLV running past the end reported well formed")
+	}
+	if a := TLVArea(v2(0x20, famTCP4, -1, addrs, tlvs)); len(a) != 0 {
+		t.Fatalf("a LOCAL header has a TLV area of %d bytes", len(a))
 	}
 }
