@@ -61,21 +61,25 @@ func (a *admission) release() {
 
 // acceptReady accepts what the listener holds, never more connections than
 // there are free slots.
-func (l *loop) acceptReady() {
+func (l *loop) acceptReady() { l.acceptSome() }
+
+// acceptSome is acceptReady; it reports whether it stopped at the batch
+// limit, with more connections perhaps waiting.
+func (l *loop) acceptSome() (more bool) {
 	for range acceptBatch {
 		if !l.srv.adm.acquire() {
 			l.pauseAtCap()
-			return
+			return false
 		}
 		fd, addr, err := l.accept(l.ln.fd)
 		if err != nil {
 			l.srv.adm.release()
 			switch {
 			case err == unix.EAGAIN:
-				return
+				return false
 			case sock.IsResourceError(err):
 				l.backoffAccept(err)
-				return
+				return false
 			case sock.IsConnectionAcceptError(err):
 				// That one connection failed (aborted, refused by a
 				// firewall rule, its network gone), not the listener:
@@ -89,7 +93,7 @@ func (l *loop) acceptReady() {
 				// The listener itself is in trouble (EBADF, EINVAL, ...):
 				// retrying at once would spin.
 				l.backoffAccept(err)
-				return
+				return false
 			}
 		}
 		if l.ln.backoff != 0 {
@@ -98,6 +102,7 @@ func (l *loop) acceptReady() {
 		}
 		l.srv.place(l, fd, addr)
 	}
+	return true
 }
 
 func (l *loop) watchListener(on bool) {

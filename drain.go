@@ -6,20 +6,27 @@ import (
 	"github.com/frameloop/frameloop/internal/sock"
 )
 
-// The graceful shutdown of one loop. The contract (docs/behaviour.md §7): every frame a client finished sending before the
-// shutdown is answered, completely, then the client reads the end of the
-// stream; input keeps being read and answered while it keeps arriving.
+// The graceful shutdown of one loop. The contract (docs/behaviour.md §7):
+// every frame a client finished sending before the shutdown is answered,
+// completely, then the client reads the end of the stream; input keeps
+// being read and answered while it keeps arriving.
 //
 // Counting what the kernel holds when the shutdown begins is not enough:
 // bytes a client has sent may still sit in its own send buffer, held back
 // by our receive window, and arrive only as we read. So a connection is
-// served as usual until it goes quiet — nothing queued, nothing unread,
-// and no byte arrived for drainQuiet — and only then closed, gracefully
-// (finishClose). Shutdown's context bounds the whole drain.
+// served as usual until its client goes quiet — nothing unread, and no
+// byte arrived for drainQuiet. In order, then: stop reading it; wait for
+// its work in flight (reply slots not yet filled); flush; close,
+// gracefully (finishClose). Shutdown's context bounds the whole drain.
 
 // drainQuiet is how long a draining connection must stay silent before it
 // is closed: enough for bytes already in flight to arrive.
 const drainQuiet = 100 * time.Millisecond
+
+// backlogBatches bounds the accepting a shutdown does before closing the
+// listener (acceptBatch each): the kernel's backlog, not a flood that
+// keeps arriving.
+const backlogBatches = 64
 
 // beginShutdown stops accepting and starts draining.
 func (l *loop) beginShutdown() {
@@ -27,6 +34,17 @@ func (l *loop) beginShutdown() {
 		return
 	}
 	l.draining = true
+	// Connections the kernel completed before the shutdown are clients
+	// like the others, which may have sent frames already: closing the
+	// listener would reset them. They are accepted and drained; what
+	// arrives after the listener closes is refused.
+	if l.ln.fd >= 0 && l.ln.watched {
+		for range backlogBatches {
+			if !l.acceptSome() {
+				break
+			}
+		}
+	}
 	l.closeListener()
 	for _, st := range l.conns {
 		if st != nil {
@@ -49,17 +67,19 @@ func (l *loop) drainConn(st *connState) {
 			l.closeNow(st, ReasonShutdown, ErrServerClosed)
 			return
 		}
-		if st.queued.Load() == 0 {
+		if st.timerList != timerWrite {
 			l.setIdle(st) // the quiet list, now
 		}
 	}
 }
 
-// quietExpired closes a draining connection that has been silent for
-// drainQuiet — unless bytes are waiting to be read after all (the loop has
-// not got to them yet, or reading is paused), in which case it waits on.
+// quietExpired stops reading a draining connection whose client has been
+// silent for drainQuiet — unless bytes are waiting to be read after all
+// (the loop has not got to them yet, or reading is paused), in which case
+// it waits on. Closing then waits for the work in flight (reply slots not
+// yet filled), flushes, and closes gracefully.
 func (l *loop) quietExpired(st *connState) {
-	if st.phase == phaseOpen && st.queued.Load() == 0 && sock.Unread(int(st.fd)) == 0 {
+	if st.phase == phaseOpen && sock.Unread(int(st.fd)) == 0 {
 		l.startClosing(st, ReasonShutdown)
 		return
 	}

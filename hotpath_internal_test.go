@@ -79,3 +79,27 @@ func BenchmarkConnWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReplySlot measures an ordered asynchronous reply — Reserve,
+// then fill with a 64-byte body — against BenchmarkConnWrite's plain
+// Write of the same body.
+func BenchmarkReplySlot(b *testing.B) {
+	l, st := newBenchLoop(b)
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r, err := st.conn.Reserve()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Write(payload); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%1000 == 0 {
+			l.outMu.Lock()
+			st.releaseOutput()
+			l.outMu.Unlock()
+		}
+	}
+}

@@ -292,3 +292,12 @@ func (l *loop) setTimer(st *connState, which timerList) {
 }
 
 func (l *loop) setIdle(st *connState) { l.setTimer(st, timerIdle) }
+
+// idleTimer is the list setIdle puts a connection in: idle, or quiet
+// while the server drains.
+func (l *loop) idleTimer() timerList {
+	if l.draining {
+		return timerQuiet
+	}
+	return timerIdle
+}

@@ -74,7 +74,7 @@ func (l *loop) flush(st *connState, writable bool) {
 		}
 	} else {
 		st.waitWrite = false
-		if st.timerList != timerIdle {
+		if st.timerList != l.idleTimer() {
 			l.setIdle(st)
 		}
 	}
