@@ -43,7 +43,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
 		") or key=value,... with length=1|2|3|4|8|varint, order=le|be, offset, adjust, varint-max")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
-	balance := choiceFlag(fs, "balance", "handoff", []string{"reuseport", "handoff"}, "spreading connections over loops")
+	balance := choiceFlag(fs, "balance", "handoff", []string{"handoff", "reuseport"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
 	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
 	if err := parseFlags(fs, args); err != nil {

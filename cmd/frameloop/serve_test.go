@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/testkit"
 )
 
@@ -249,5 +251,23 @@ func TestServeMetricsAddrInUseExits1(t *testing.T) {
 		if _, err := os.Lstat(path); !os.IsNotExist(err) {
 			t.Fatalf("socket file %s left behind after the failed start (stat: %v)", path, err)
 		}
+	})
+}
+
+// --help names every value a choice flag accepts, on that flag's line:
+// this platform's backends, the balance modes, log levels and formats, and
+// the framing presets.
+func TestServeHelpListsAllowedValues(t *testing.T) {
+	t.Parallel()
+	r := runFrameloop(t, exitWait, "serve", "--help")
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	requireHelpValues(t, r.stdout, map[string][]string{
+		"--backend":    poller.Backends(),
+		"--balance":    {"handoff", "reuseport"},
+		"--log-level":  {"debug", "info", "warn", "error"},
+		"--log-format": {"text", "json"},
+		"--framing":    frameloop.FramingPresets(),
 	})
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"github.com/frameloop/frameloop/internal/framing"
 )
 
 // Exit statuses of Main.
@@ -59,7 +62,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const usage = `usage: frameloop bench [flags]
+var usage = strings.Replace(`usage: frameloop bench [flags]
 
 Load generator for the frameloop echo protocol. Every reply is checked byte
 for byte. Without --rate each connection keeps --pipeline frames in flight
@@ -71,8 +74,7 @@ counts from those (open loop, corrected for coordinated omission).
   --pipeline N       frames in flight per connection (1)
   --size N|MIN:MAX   payload bytes, uniform per frame, at most 1048576 (64)
   --framing SPEC     wire format of every frame (u32le): a preset, one of
-                       grpc mqtt mysql u16be u16le u24be u24le u32be u32le
-                       u64be u8 varint,
+PRESETS,
                      or key=value,... of length=1|2|3|4|8|varint, order=le|be (be),
                        offset=0..16 prefix bytes, adjust=N (payload = length + N),
                        varint-max=1..10 (5); --size must fit the length field
@@ -94,4 +96,29 @@ connection and sequence number like the payload.
 
 Exit status: 0 when the run completed (even with mismatches, which are
 reported), 1 when it could not run, 2 on bad flags.
-`
+`, "PRESETS", wrapWords(framing.Presets(), 23, 76), 1)
+
+// wrapWords lays words out on lines of at most width columns, each indented
+// by indent spaces.
+func wrapWords(words []string, indent, width int) string {
+	var b strings.Builder
+	line := 0
+	for _, w := range words {
+		switch {
+		case line == 0:
+		case line+1+len(w) > width:
+			b.WriteByte('\n')
+			line = 0
+		default:
+			b.WriteByte(' ')
+			line++
+		}
+		if line == 0 {
+			b.WriteString(strings.Repeat(" ", indent))
+			line = indent
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
+}
