@@ -37,7 +37,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	shutdown := durationFlag(fs, "shutdown-timeout", 30*time.Second, "longest graceful drain on SIGTERM/SIGINT")
 	loops := intFlag(fs, "loops", runtime.NumCPU(), 1, 1024, "event loops (one goroutine each, locked to an OS thread)")
 	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
-	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
+	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics and a health check at http://ADDR/healthz (default off)")
 	inmem := sizeFlag(fs, "max-input-memory", frameloop.DefaultMaxInputMemory, 0, 1<<40,
 		"most memory held for frames not yet complete, all connections together; 0: no bound")
 	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
@@ -104,8 +104,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 1
 	}
+	var m *metricsServer
 	if opts.metricsAddr != "" {
-		m, err := listenMetrics(opts.metricsAddr, srv)
+		m, err = listenMetrics(opts.metricsAddr, srv)
 		if err != nil {
 			srv.Shutdown(context.Background())
 			fmt.Fprintf(stderr, "frameloop serve: metrics: %v\n", err)
@@ -113,7 +114,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		defer m.close()
 		go m.serve(log)
-		log.Info("serving metrics", "addr", "http://"+m.ln.Addr().String()+"/metrics")
+		log.Info("serving metrics", "addr", "http://"+m.ln.Addr().String()+"/metrics",
+			"healthz", "http://"+m.ln.Addr().String()+"/healthz")
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -127,6 +129,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("server stopped", "err", err)
 		return 1
 	case sig := <-sigs:
+		if m != nil {
+			m.startDraining() // before anything else: /healthz says so at once
+		}
 		log.Info("signal received, draining", "signal", sig.String(), "timeout", opts.shutdownTimeout.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
