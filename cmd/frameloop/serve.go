@@ -16,6 +16,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/sock"
 )
 
 type serveOptions struct {
@@ -24,6 +25,7 @@ type serveOptions struct {
 	metricsAddr     string
 	logLevel        string
 	logFormat       string
+	allowSharedPort bool
 }
 
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
@@ -43,6 +45,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
 		") or key=value,... with length=1|2|3|4|8|varint, order=le|be, offset, adjust, varint-max")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
+	shared := fs.Bool("allow-shared-port", false, "with --balance reuseport, start even if another process's SO_REUSEPORT listeners hold the port, "+
+		"and let the kernel split connections with it (blue/green restarts)")
 	balance := choiceFlag(fs, "balance", "handoff", []string{"handoff", "reuseport"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
 	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
@@ -52,6 +56,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 			printDefaults(stdout, fs)
 		}
 		return nil, err
+	}
+	if *shared && *balance != "reuseport" {
+		return nil, errors.New("--allow-shared-port applies only to --balance reuseport: other listeners can share a port only through SO_REUSEPORT")
 	}
 	if least := frameloop.MinInputMemory(*maxMessage); *inmem > 0 && *inmem < least {
 		return nil, fmt.Errorf("--max-input-memory must hold one frame of --max-message bytes: at least %d, got %d", least, *inmem)
@@ -71,7 +78,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	if *inmem == 0 {
 		cfg.MaxInputMemory = -1 // the flag's 0 is the library's "no bound"
 	}
-	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format}, nil
+	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format,
+		allowSharedPort: *shared}, nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -99,6 +107,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 2
+	}
+	if addr, shared := sharedPortInUse(opts.cfg); shared && !opts.allowSharedPort {
+		fmt.Fprintf(stderr, "frameloop serve: %s is already in use (another instance with --balance reuseport?); pass --allow-shared-port to share it on purpose\n", addr)
+		return 1
 	}
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
@@ -155,4 +167,31 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// sharedPortInUse reports whether the listeners cfg asks for would share
+// their port with another process's: with --balance reuseport and more
+// than one loop they bind with SO_REUSEPORT, and the kernel then lets any
+// other SO_REUSEPORT listener of the same user on that port — a second
+// instance started by mistake, a stale one — take part of the connections,
+// silently. It binds the address without SO_REUSEPORT (SO_REUSEADDR, as
+// the listeners have, so that connections of an earlier instance in
+// TIME_WAIT do not count): if that fails with EADDRINUSE a listener holds
+// the port, and if a bind with SO_REUSEPORT then succeeds, it would share.
+// A holder that would not share is left to the listeners' own bind error,
+// as is any other failure. Both probes close their socket at once and never
+// listen. An explicit port only: port 0 gets a port of its own. Two
+// instances started within the same few microseconds can both pass.
+func sharedPortInUse(cfg frameloop.Config) (addr string, shared bool) {
+	if cfg.Balance != "reuseport" || cfg.Loops < 2 {
+		return "", false // one listener, bound without SO_REUSEPORT: it cannot share
+	}
+	ep, err := sock.ParseEndpoint(cfg.Addr)
+	if err != nil || ep.Network == "unix" || ep.Port == 0 {
+		return "", false
+	}
+	if err := sock.ProbeBind(ep, false); !errors.Is(err, syscall.EADDRINUSE) {
+		return "", false
+	}
+	return ep.String(), sock.ProbeBind(ep, true) == nil
 }
