@@ -9,7 +9,8 @@ import (
 )
 
 // A subcommand returns the process's exit status: 0 success, 1 failure at
-// run time, 2 bad usage.
+// run time, 2 bad usage; bench adds 3 (the server answered wrongly) and 130
+// (interrupted).
 type subcommand func(args []string, stdout, stderr io.Writer) int
 
 var subcommands = map[string]subcommand{
