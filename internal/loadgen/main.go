@@ -127,7 +127,7 @@ PRESETS,
   --rate R           frames/s over all connections, open loop (0: closed loop)
   --threads N        OS threads driving the connections (1)
   --json             print one JSON object on stdout, nothing else
-  --plot FILE        latency by percentile, FILE.png or FILE.svg
+  --plot FILE        latency by percentile on log axes, FILE.png or FILE.svg
   --server-pid P     also measure process P: CPU per message; RSS in idle mode
   --idle N           idle mode: open N connections, echo one frame on each,
   --hold D             hold them open for D, close (0s)
