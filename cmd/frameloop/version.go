@@ -11,6 +11,11 @@ import (
 // runVersion is "frameloop version" and "frameloop --version".
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprintln(stdout, "usage: frameloop version (or frameloop --version): the build's version, commit, Go release and platform")
+			return 0
+		}
 		fmt.Fprintf(stderr, "frameloop version: unexpected argument %q\n", args[0])
 		return 2
 	}

@@ -103,6 +103,9 @@ func TestVersionOfTheBinary(t *testing.T) {
 			t.Errorf("frameloop %s: %q does not start with %q", args[0], r.stdout, want[0])
 		}
 	}
+	if r := runFrameloop(t, exitWait, "version", "--help"); r.code != 0 || !strings.HasPrefix(r.stdout, "usage: frameloop version") {
+		t.Errorf("frameloop version --help: exit %d, stdout %q", r.code, r.stdout)
+	}
 	r := runFrameloop(t, exitWait, "version", "extra")
 	if r.code != 2 || len(r.stderrLines()) != 1 {
 		t.Errorf("frameloop version extra: exit %d, stderr %q; want 2 and one line", r.code, r.stderr)
