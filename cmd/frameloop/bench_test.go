@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
+
+	"github.com/frameloop/frameloop"
 )
 
 // The load generator is tested in internal/loadgen; these check the
@@ -85,5 +88,51 @@ func TestBenchAgainstEcho(t *testing.T) {
 	}
 	if r.Frames == 0 || r.LatencyUs.P99 <= 0 || r.Mismatches+r.Lost+r.ConnErrors != 0 {
 		t.Errorf("%+v", r)
+	}
+}
+
+// bench --help names every framing preset and both plot formats.
+func TestBenchHelpListsAllowedValues(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runBench([]string{"--help"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	requireHelpValues(t, stdout.String(), map[string][]string{
+		"--framing": frameloop.FramingPresets(),
+		"--plot":    {"png", "svg"},
+	})
+}
+
+// requireHelpValues checks that the help line of each flag (from the flag
+// to the next line that starts another flag) names each value as a word.
+func requireHelpValues(t *testing.T, help string, want map[string][]string) {
+	t.Helper()
+	for name, values := range want {
+		var text []string
+		in := false
+		for line := range strings.SplitSeq(help, "\n") {
+			trimmed := strings.TrimSpace(line)
+			if strings.HasPrefix(trimmed, "--") {
+				in = strings.HasPrefix(trimmed, name+" ") || trimmed == name
+			}
+			if in {
+				text = append(text, line)
+			}
+		}
+		if len(text) == 0 {
+			t.Errorf("help has no line for %s:\n%s", name, help)
+			continue
+		}
+		words := map[string]bool{}
+		for _, w := range strings.FieldsFunc(strings.Join(text, " "), func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '_'
+		}) {
+			words[w] = true
+		}
+		for _, v := range values {
+			if !words[v] {
+				t.Errorf("help for %s does not name %q: %s", name, v, strings.Join(text, "\n"))
+			}
+		}
 	}
 }

@@ -93,10 +93,11 @@ func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string
 	return &v
 }
 
-// choiceFlag is a string flag limited to the given values.
+// choiceFlag is a string flag limited to the given values, which its help
+// line lists.
 func choiceFlag(fs *flag.FlagSet, name, def string, choices []string, usage string) *string {
 	v := def
-	fs.Func(name, usage, func(s string) error {
+	fs.Func(name, usage+": "+orList(choices), func(s string) error {
 		for _, c := range choices {
 			if s == c {
 				v = s
@@ -107,6 +108,14 @@ func choiceFlag(fs *flag.FlagSet, name, def string, choices []string, usage stri
 	})
 	setDefault(fs, name, def)
 	return &v
+}
+
+// orList spells choices as "a, b or c".
+func orList(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }
 
 func setDefault(fs *flag.FlagSet, name, def string) {

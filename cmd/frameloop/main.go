@@ -9,15 +9,17 @@ import (
 )
 
 // A subcommand returns the process's exit status: 0 success, 1 failure at
-// run time, 2 bad usage.
+// run time, 2 bad usage; bench adds 3 (the server answered wrongly) and 130
+// (interrupted).
 type subcommand func(args []string, stdout, stderr io.Writer) int
 
 var subcommands = map[string]subcommand{
-	"serve": runServe,
-	"bench": runBench,
+	"serve":   runServe,
+	"bench":   runBench,
+	"version": runVersion,
 }
 
-const usage = "usage: frameloop serve [flags] | frameloop bench [flags]  (add --help for the flags)"
+const usage = "usage: frameloop serve [flags] | frameloop bench [flags] | frameloop version  (add --help for the flags)"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -32,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return 0
+	case "-version", "--version":
+		return runVersion(args[1:], stdout, stderr)
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {

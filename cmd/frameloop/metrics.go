@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/frameloop/frameloop"
@@ -83,10 +85,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.memoryPauses, s.MemoryPauses)
 }
 
-// metricsServer serves /metrics over HTTP; the data path never sees it.
+// metricsServer serves /metrics and /healthz over HTTP; the data path
+// never sees it.
 type metricsServer struct {
-	http *http.Server
-	ln   net.Listener
+	http     *http.Server
+	ln       net.Listener
+	draining atomic.Bool
 }
 
 // listenMetrics binds addr now, so that a bad address fails at start-up.
@@ -97,17 +101,34 @@ func listenMetrics(addr string, srv *frameloop.Server) (*metricsServer, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &metricsServer{
-		http: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-		ln:   ln,
-	}, nil
+	m := &metricsServer{ln: ln}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", m.healthz)
+	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return m, nil
 }
+
+// healthz answers 200 "ok" while the server accepts connections, and 503
+// "draining" from the moment a drain begins until the process exits, so
+// that a load balancer's HTTP check takes the instance out of rotation.
+func (m *metricsServer) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if m.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "draining\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// startDraining turns /healthz to 503 for the rest of the process's life.
+func (m *metricsServer) startDraining() { m.draining.Store(true) }
 
 func (m *metricsServer) serve(log *slog.Logger) {
 	if err := m.http.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

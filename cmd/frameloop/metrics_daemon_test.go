@@ -5,9 +5,13 @@ package main
 // --metrics-addr: after known traffic, /metrics reports the exact counts.
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,4 +138,85 @@ func TestDaemonMetrics(t *testing.T) {
 		waitMetrics(t, d, map[string]float64{conns: 0, paused: 0})
 		d.stop()
 	})
+}
+
+// getHealthz fetches the daemon's /healthz (beside /metrics).
+func (d *daemon) getHealthz() (status int, body string, err error) {
+	if d.metricsURL == "" {
+		return 0, "", errors.New("the daemon serves no metrics")
+	}
+	url := strings.TrimSuffix(d.metricsURL, "/metrics") + "/healthz"
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// /healthz answers 200 "ok" while the daemon accepts connections and 503
+// "draining" from the signal until the process exits, while /metrics keeps
+// answering. The drain is held open by a client that pipelined without
+// reading, so its replies stay queued.
+func TestDaemonHealthzDuringDrain(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--loops", "2", "--shutdown-timeout", "30s")
+	if code, body, err := d.getHealthz(); err != nil || code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("before the drain: /healthz %d %q %v; want 200 \"ok\\n\"", code, body, err)
+	}
+	testkit.Echo(t, d.dial(t), []byte("serving"), ioWait)
+
+	c := d.dialSmallReceiveBuffer(t) // never reads
+	select {
+	case err := <-floodUntilBlocked(c, 16<<10, 15*time.Second):
+		if err != nil {
+			t.Fatalf("flooding the non-reading client: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the flood did not end")
+	}
+	if code, _, err := d.getHealthz(); err != nil || code != http.StatusOK {
+		t.Fatalf("with a stalled client, before the signal: /healthz %d %v; want 200", code, err)
+	}
+
+	d.signal(syscall.SIGTERM)
+	if _, ok := d.waitLog(ioWait, msgIs("signal received, draining")); !ok {
+		t.Fatal("no \"signal received, draining\" line after SIGTERM")
+	}
+	// Draining is flagged before that line is logged: no waiting here.
+	if code, body, err := d.getHealthz(); err != nil || code != http.StatusServiceUnavailable || body != "draining\n" {
+		t.Fatalf("draining: /healthz %d %q %v; want 503 \"draining\\n\"", code, body, err)
+	}
+	if _, ok := d.waitLog(ioWait, msgIs("shutting down")); !ok {
+		t.Fatal("no \"shutting down\" line after SIGTERM")
+	}
+	for range 5 {
+		time.Sleep(50 * time.Millisecond)
+		if d.hasExited() {
+			t.Fatal("the daemon exited while a client still had replies queued")
+		}
+		if code, body, err := d.getHealthz(); err != nil || code != http.StatusServiceUnavailable || body != "draining\n" {
+			t.Fatalf("still draining: /healthz %d %q %v; want 503 \"draining\\n\"", code, body, err)
+		}
+		m, err := d.scrapeMetrics()
+		if err != nil {
+			t.Fatalf("/metrics while draining: %v", err)
+		}
+		if m["frameloop_connections"] != 1 {
+			t.Fatalf("/metrics while draining: frameloop_connections = %v, want the stalled client's 1", m["frameloop_connections"])
+		}
+	}
+
+	c.Close() // the drain can end
+	code, ok := d.waitExit(exitWait)
+	if !ok || code != 0 {
+		t.Fatalf("after the client left: exited %v, status %d; want status 0", ok, code)
+	}
+	if _, _, err := d.getHealthz(); err == nil {
+		t.Error("/healthz still answers after the daemon exited")
+	}
 }

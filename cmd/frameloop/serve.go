@@ -16,6 +16,7 @@ import (
 
 	"github.com/frameloop/frameloop"
 	"github.com/frameloop/frameloop/internal/poller"
+	"github.com/frameloop/frameloop/internal/sock"
 )
 
 type serveOptions struct {
@@ -24,6 +25,7 @@ type serveOptions struct {
 	metricsAddr     string
 	logLevel        string
 	logFormat       string
+	allowSharedPort bool
 }
 
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
@@ -37,13 +39,15 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	shutdown := durationFlag(fs, "shutdown-timeout", 30*time.Second, "longest graceful drain on SIGTERM/SIGINT")
 	loops := intFlag(fs, "loops", runtime.NumCPU(), 1, 1024, "event loops (one goroutine each, locked to an OS thread)")
 	backend := choiceFlag(fs, "backend", poller.Default(), poller.Backends(), "readiness API")
-	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default off)")
+	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics and a health check at http://ADDR/healthz (default off)")
 	inmem := sizeFlag(fs, "max-input-memory", frameloop.DefaultMaxInputMemory, 0, 1<<40,
 		"most memory held for frames not yet complete, all connections together; 0: no bound")
 	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
 		") or key=value,... with length=1|2|3|4|8|varint, order=le|be, offset, adjust, varint-max")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
-	balance := choiceFlag(fs, "balance", "handoff", []string{"reuseport", "handoff"}, "spreading connections over loops")
+	shared := fs.Bool("allow-shared-port", false, "with --balance reuseport, start even if another process's SO_REUSEPORT listeners hold the port, "+
+		"and let the kernel split connections with it (blue/green restarts)")
+	balance := choiceFlag(fs, "balance", "handoff", []string{"handoff", "reuseport"}, "spreading connections over loops")
 	level := choiceFlag(fs, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level")
 	format := choiceFlag(fs, "log-format", "text", []string{"text", "json"}, "log format")
 	if err := parseFlags(fs, args); err != nil {
@@ -52,6 +56,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 			printDefaults(stdout, fs)
 		}
 		return nil, err
+	}
+	if *shared && *balance != "reuseport" {
+		return nil, errors.New("--allow-shared-port applies only to --balance reuseport: other listeners can share a port only through SO_REUSEPORT")
 	}
 	if least := frameloop.MinInputMemory(*maxMessage); *inmem > 0 && *inmem < least {
 		return nil, fmt.Errorf("--max-input-memory must hold one frame of --max-message bytes: at least %d, got %d", least, *inmem)
@@ -71,7 +78,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	if *inmem == 0 {
 		cfg.MaxInputMemory = -1 // the flag's 0 is the library's "no bound"
 	}
-	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format}, nil
+	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format,
+		allowSharedPort: *shared}, nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -100,12 +108,17 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 2
 	}
+	if addr, shared := sharedPortInUse(opts.cfg); shared && !opts.allowSharedPort {
+		fmt.Fprintf(stderr, "frameloop serve: %s is already in use (another instance with --balance reuseport?); pass --allow-shared-port to share it on purpose\n", addr)
+		return 1
+	}
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 1
 	}
+	var m *metricsServer
 	if opts.metricsAddr != "" {
-		m, err := listenMetrics(opts.metricsAddr, srv)
+		m, err = listenMetrics(opts.metricsAddr, srv)
 		if err != nil {
 			srv.Shutdown(context.Background())
 			fmt.Fprintf(stderr, "frameloop serve: metrics: %v\n", err)
@@ -113,7 +126,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		defer m.close()
 		go m.serve(log)
-		log.Info("serving metrics", "addr", "http://"+m.ln.Addr().String()+"/metrics")
+		log.Info("serving metrics", "addr", "http://"+m.ln.Addr().String()+"/metrics",
+			"healthz", "http://"+m.ln.Addr().String()+"/healthz")
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -127,6 +141,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("server stopped", "err", err)
 		return 1
 	case sig := <-sigs:
+		if m != nil {
+			m.startDraining() // before anything else: /healthz says so at once
+		}
 		log.Info("signal received, draining", "signal", sig.String(), "timeout", opts.shutdownTimeout.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -150,4 +167,31 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// sharedPortInUse reports whether the listeners cfg asks for would share
+// their port with another process's: with --balance reuseport and more
+// than one loop they bind with SO_REUSEPORT, and the kernel then lets any
+// other SO_REUSEPORT listener of the same user on that port — a second
+// instance started by mistake, a stale one — take part of the connections,
+// silently. It binds the address without SO_REUSEPORT (SO_REUSEADDR, as
+// the listeners have, so that connections of an earlier instance in
+// TIME_WAIT do not count): if that fails with EADDRINUSE a listener holds
+// the port, and if a bind with SO_REUSEPORT then succeeds, it would share.
+// A holder that would not share is left to the listeners' own bind error,
+// as is any other failure. Both probes close their socket at once and never
+// listen. An explicit port only: port 0 gets a port of its own. Two
+// instances started within the same few microseconds can both pass.
+func sharedPortInUse(cfg frameloop.Config) (addr string, shared bool) {
+	if cfg.Balance != "reuseport" || cfg.Loops < 2 {
+		return "", false // one listener, bound without SO_REUSEPORT: it cannot share
+	}
+	ep, err := sock.ParseEndpoint(cfg.Addr)
+	if err != nil || ep.Network == "unix" || ep.Port == 0 {
+		return "", false
+	}
+	if err := sock.ProbeBind(ep, false); !errors.Is(err, syscall.EADDRINUSE) {
+		return "", false
+	}
+	return ep.String(), sock.ProbeBind(ep, true) == nil
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/frameloop/frameloop"
+	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/testkit"
 )
 
@@ -71,6 +73,8 @@ func TestServeBadFlagsExit2WithOneLine(t *testing.T) {
 		{"huge timeout", []string{"--idle-timeout", "1000000h"}, "idle-timeout"},
 		{"bad input memory", []string{"--max-input-memory", "8XiB"}, "max-input-memory"},
 		{"input memory below one frame", []string{"--max-input-memory", "1MiB"}, "max-input-memory"},
+		{"allow-shared-port without reuseport", []string{"--allow-shared-port"}, "allow-shared-port"},
+		{"allow-shared-port with handoff", []string{"--balance", "handoff", "--allow-shared-port"}, "reuseport"},
 		{"stray argument", []string{"stray"}, "stray"},
 		{"stray argument after flags", []string{"--loops", "1", "--addr", "127.0.0.1:0", "extra"}, "extra"},
 	}
@@ -159,6 +163,13 @@ func TestServeFlagFormsBothAccepted(t *testing.T) {
 // The flags reach the configuration whichever form is used (in-process:
 // some values, like the timeouts, are not visible from outside).
 func TestParseServeFlagsForms(t *testing.T) {
+	o, err := parseServeFlags([]string{"--balance", "reuseport", "--allow-shared-port"}, io.Discard)
+	if err != nil || !o.allowSharedPort || o.cfg.Balance != "reuseport" {
+		t.Fatalf("--balance reuseport --allow-shared-port: %+v, %v", o, err)
+	}
+	if o, err := parseServeFlags(nil, io.Discard); err != nil || o.allowSharedPort {
+		t.Fatalf("no flags: allowSharedPort %v, %v", o.allowSharedPort, err)
+	}
 	for _, args := range [][]string{
 		{"--addr=unix:/tmp/x.sock", "--max-conns=9", "--max-message=1000", "--idle-timeout=1500ms", "--write-timeout=0",
 			"--shutdown-timeout=3s", "--loops=3", "--backend=poll", "--balance=handoff", "--metrics-addr=127.0.0.1:9",
@@ -249,5 +260,23 @@ func TestServeMetricsAddrInUseExits1(t *testing.T) {
 		if _, err := os.Lstat(path); !os.IsNotExist(err) {
 			t.Fatalf("socket file %s left behind after the failed start (stat: %v)", path, err)
 		}
+	})
+}
+
+// --help names every value a choice flag accepts, on that flag's line:
+// this platform's backends, the balance modes, log levels and formats, and
+// the framing presets.
+func TestServeHelpListsAllowedValues(t *testing.T) {
+	t.Parallel()
+	r := runFrameloop(t, exitWait, "serve", "--help")
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	requireHelpValues(t, r.stdout, map[string][]string{
+		"--backend":    poller.Backends(),
+		"--balance":    {"handoff", "reuseport"},
+		"--log-level":  {"debug", "info", "warn", "error"},
+		"--log-format": {"text", "json"},
+		"--framing":    frameloop.FramingPresets(),
 	})
 }

@@ -75,7 +75,7 @@ func TestBadFlags(t *testing.T) {
 		{"--framing", "u8", "--idle", "3", "--size", "300"},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := Main(args, &stdout, &stderr)
+		code := Main(args, &stdout, &stderr, nil)
 		if code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
@@ -88,7 +88,7 @@ func TestBadFlags(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := Main([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--pipeline") {
+	if code := Main([]string{"--help"}, &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), "--pipeline") {
 		t.Errorf("exit %d, stdout %q", code, stdout.String())
 	}
 	if !strings.Contains(stdout.String(), "--framing SPEC") {
@@ -154,7 +154,7 @@ func TestFramingSizeMessages(t *testing.T) {
 		{[]string{"--framing", "length=5"}, []string{"--framing \"length=5\"", "length must be"}},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := Main(tc.args, &stdout, &stderr); code != 2 {
+		if code := Main(tc.args, &stdout, &stderr, nil); code != 2 {
 			t.Errorf("%q: exit %d, want 2", tc.args, code)
 		}
 		oneLine(t, stderr.String())

@@ -24,8 +24,10 @@ const (
 // runIdle opens cfg.Idle connections, echoes one frame on each, holds them
 // open for cfg.Hold and closes them, reading the server's RSS before and
 // after they open.
-func runIdle(cfg *Config) (*Result, error) {
+func runIdle(cfg *Config, stop <-chan struct{}) (*Result, error) {
 	n := cfg.Idle
+	idleCfg := *cfg
+	idleCfg.Conns, idleCfg.Pipeline, idleCfg.Rate = n, 1, 0
 	var rssBefore, rssAfter int64
 	var rssErr error
 	if cfg.ServerPID > 0 {
@@ -36,21 +38,24 @@ func runIdle(cfg *Config) (*Result, error) {
 		// costs. Every server measured gets the same warm-up.
 		warm := *cfg
 		warm.Idle, warm.Hold, warm.ServerPID = min(n, warmupConns), 0, 0
-		if _, err := runIdle(&warm); err != nil {
+		wr, err := runIdle(&warm, stop)
+		if err != nil {
 			return nil, fmt.Errorf("warm-up: %v", err)
 		}
-		time.Sleep(warmupSettle)
+		if wr.Interrupted || !sleepUntilOr(now()+int64(warmupSettle), stop) {
+			return interruptedIdle(&idleCfg), nil
+		}
 		if rssBefore, rssErr = procRSS(cfg.ServerPID); rssErr != nil {
 			return nil, fmt.Errorf("server RSS: %v", rssErr)
 		}
 	}
-	idleCfg := *cfg
-	idleCfg.Conns, idleCfg.Pipeline, idleCfg.Rate = n, 1, 0
 	ws, err := startWorkers(&idleCfg, n, 1, false)
 	if err != nil {
 		return nil, err
 	}
+	in := watchStop(stop, ws)
 	defer func() {
+		in.end()
 		for _, w := range ws {
 			w.closePoller()
 		}
@@ -72,8 +77,7 @@ func runIdle(cfg *Config) (*Result, error) {
 	}
 	stopAll := func() {
 		for _, w := range ws {
-			w.stop.Store(true)
-			w.p.Wake()
+			w.halt(false)
 		}
 		for range ws {
 			<-finished
@@ -93,36 +97,44 @@ func runIdle(cfg *Config) (*Result, error) {
 		if resolved != last {
 			last, lastChange = resolved, now()
 		}
-		time.Sleep(idlePoll)
+		if !sleepUntilOr(now()+int64(idlePoll), stop) {
+			break
+		}
 	}
 	opened := now()
 
 	holdEnd := opened + int64(cfg.Hold)
-	if cfg.ServerPID > 0 {
-		sleepUntil(opened + int64(rssSettle))
+	rssRead := false
+	if cfg.ServerPID > 0 && sleepUntilOr(opened+int64(rssSettle), stop) {
 		rssAfter, rssErr = procRSS(cfg.ServerPID)
+		rssRead = true
 	}
-	sleepUntil(holdEnd)
+	sleepUntilOr(holdEnd, stop)
 	stopAll()
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("run failed: %v", err)
 	}
+	at, interrupted := in.interrupted()
 	var connected int64
 	for _, w := range ws {
 		connected += w.st.connected
 	}
-	if connected == 0 {
+	if connected == 0 && !interrupted {
 		return nil, cannotConnect(cfg, ws, errs)
 	}
 
 	r := newResult(&idleCfg, ws)
 	r.Mode = "idle"
 	r.DurationS = cfg.Hold.Seconds()
+	if interrupted {
+		r.Interrupted = true
+		r.DurationS = time.Duration(max(0, min(at, holdEnd)-opened)).Round(time.Millisecond).Seconds()
+	}
 	r.WarmupS = 0
 	r.MsgsPerSec, r.MBPerSec = 0, 0
 	r.Idle.Conns = n
 	r.Idle.Echoed = r.replies
-	if cfg.ServerPID > 0 {
+	if rssRead {
 		if rssErr != nil {
 			r.warn("server RSS unavailable after opening: %v", rssErr)
 		} else {
@@ -131,6 +143,18 @@ func runIdle(cfg *Config) (*Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// interruptedIdle is the result of an idle run interrupted before its
+// connections were opened.
+func interruptedIdle(cfg *Config) *Result {
+	r := newResult(cfg, nil)
+	r.Mode = "idle"
+	r.Interrupted = true
+	r.DurationS, r.WarmupS = 0, 0
+	r.MsgsPerSec, r.MBPerSec = 0, 0
+	r.Idle.Conns = cfg.Idle
+	return r
 }
 
 // roundDiv is a/b rounded to the nearest integer (b > 0).

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -51,11 +52,12 @@ type contract struct {
 	} `json:"idle"`
 
 	// Extras this package adds.
-	Mode       string `json:"mode"`
-	Errors     int64  `json:"errors"`
-	FirstError string `json:"first_error"`
-	FramesSent int64  `json:"frames_sent"`
-	Framing    string `json:"framing"`
+	Mode        string `json:"mode"`
+	Errors      int64  `json:"errors"`
+	FirstError  string `json:"first_error"`
+	FramesSent  int64  `json:"frames_sent"`
+	Framing     string `json:"framing"`
+	Interrupted bool   `json:"interrupted"`
 }
 
 var contractKeys = []string{"addr", "conns", "pipeline", "size_min", "size_max", "rate", "threads",
@@ -71,13 +73,21 @@ var short = []string{"--duration", "300ms", "--warmup", "100ms", "--grace", "300
 
 // bench runs Main with --json and returns the parsed result, the exit
 // status and stderr. It fails the test if stdout is not one JSON object
-// holding every contract field.
+// holding every contract field, when the run completed (exit 0, or 3 for a
+// server that answered wrongly) or was interrupted (130); otherwise stdout
+// must be empty.
 func bench(t *testing.T, args ...string) (contract, int, string) {
 	t.Helper()
+	return benchInterrupted(t, nil, args...)
+}
+
+// benchInterrupted is bench with an interrupt channel.
+func benchInterrupted(t *testing.T, interrupt <-chan os.Signal, args ...string) (contract, int, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := Main(append(args, "--json"), &stdout, &stderr)
+	code := Main(append(args, "--json"), &stdout, &stderr, interrupt)
 	var r contract
-	if code != 0 {
+	if code != exitOK && code != exitServerWrong && code != exitInterrupted {
 		if stdout.Len() != 0 {
 			t.Errorf("exit %d with output on stdout: %q", code, stdout.String())
 		}

@@ -27,6 +27,9 @@ func writeTable(out io.Writer, r *Result) error {
 	}
 
 	fmt.Fprintf(tw, "frameloop bench %s: %s\n", r.Addr, describe(r))
+	if r.Interrupted {
+		row("interrupted", "by a signal: the figures cover the part that ran")
+	}
 	if r.Mode == "idle" {
 		row("connections", "%d opened, %d echoed, held %s", r.Idle.Conns, r.Idle.Echoed, secs(r.DurationS))
 		if r.ServerPID > 0 && r.Idle.RSSBefore > 0 {

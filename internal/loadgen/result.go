@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -48,6 +49,11 @@ type Result struct {
 	FramesSent int64   `json:"frames_sent"` // frames started, warmup and grace included
 	GraceS     float64 `json:"grace_s"`
 	Framing    string  `json:"framing"` // the wire format, as --framing spells it canonically
+	// Interrupted: a signal ended the run early. duration_s is then the part
+	// of the measured window that ran (0 if it was still warming up), the
+	// rates are over that part, and the frames in flight were given up,
+	// not counted as lost.
+	Interrupted bool `json:"interrupted"`
 
 	replies  int64 // verified replies at any time
 	hist     *hdrhistogram.Histogram
@@ -110,10 +116,7 @@ func newResult(cfg *Config, ws []*worker) *Result {
 		r.hist.Merge(w.hist)
 	}
 	r.Errors = r.Mismatches + r.Lost + r.ConnErrors
-	if d := cfg.Duration.Seconds(); d > 0 {
-		r.MsgsPerSec = round1(float64(r.Frames) / d)
-		r.MBPerSec = round1(float64(r.Bytes) / d / 1e6)
-	}
+	r.setMeasured(cfg.Duration)
 	h := r.hist
 	r.LatencyUs = Latency{
 		P50:   h.ValueAtQuantile(50),
@@ -128,6 +131,16 @@ func newResult(cfg *Config, ws []*worker) *Result {
 		r.LatencyUs.Max = 0
 	}
 	return r
+}
+
+// setMeasured sets the measured time and the rates over it.
+func (r *Result) setMeasured(d time.Duration) {
+	r.DurationS = d.Seconds()
+	r.MsgsPerSec, r.MBPerSec = 0, 0
+	if s := d.Seconds(); s > 0 {
+		r.MsgsPerSec = round1(float64(r.Frames) / s)
+		r.MBPerSec = round1(float64(r.Bytes) / s / 1e6)
+	}
 }
 
 func (r *Result) setLoadgenCPU(ns int64) {

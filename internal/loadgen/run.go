@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,16 +20,57 @@ const startDelay = 2 * time.Millisecond
 
 // Run performs the run cfg describes and returns its figures. An error means
 // it could not run at all. If progress is not nil, a status line is redrawn
-// on it once a second (it should be a terminal).
-func Run(cfg Config, progress io.Writer) (*Result, error) {
+// on it once a second (it should be a terminal). Closing stop interrupts
+// the run: it ends at once, and the result (Interrupted set) holds what was
+// measured until then; frames in flight and connects not done are given up,
+// not counted as lost or as errors. A nil stop never interrupts.
+func Run(cfg Config, progress io.Writer, stop <-chan struct{}) (*Result, error) {
 	if cfg.Idle > 0 {
-		return runIdle(&cfg)
+		return runIdle(&cfg, stop)
 	}
 	var line *progressLine
 	if progress != nil {
 		line = newProgressLine(progress)
 	}
-	return runLoad(&cfg, line)
+	return runLoad(&cfg, line, stop)
+}
+
+// interrupter halts the workers, abandoning what is in flight, when stop
+// is closed, and remembers when.
+type interrupter struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	at   atomic.Int64 // when stop was seen; 0 if it was not
+}
+
+func watchStop(stop <-chan struct{}, ws []*worker) *interrupter {
+	in := &interrupter{done: make(chan struct{})}
+	if stop == nil {
+		return in
+	}
+	in.wg.Go(func() {
+		select {
+		case <-stop:
+			in.at.Store(max(now(), 1))
+			for _, w := range ws {
+				w.halt(true)
+			}
+		case <-in.done:
+		}
+	})
+	return in
+}
+
+// end stops watching; the workers are not touched after it returns.
+func (in *interrupter) end() {
+	close(in.done)
+	in.wg.Wait()
+}
+
+// interrupted reports whether the run was interrupted, and when.
+func (in *interrupter) interrupted() (int64, bool) {
+	at := in.at.Load()
+	return at, at != 0
 }
 
 // checkFiles raises the open-file limit and checks that n connections fit.
@@ -77,12 +120,14 @@ func startWorkers(cfg *Config, total int, perConn uint64, progress bool) ([]*wor
 
 // runLoad connects every connection, then runs warmup, measurement and the
 // grace period on all workers against one timeline.
-func runLoad(cfg *Config, progress *progressLine) (*Result, error) {
+func runLoad(cfg *Config, progress *progressLine, stop <-chan struct{}) (*Result, error) {
 	ws, err := startWorkers(cfg, cfg.Conns, 0, progress != nil)
 	if err != nil {
 		return nil, err
 	}
+	in := watchStop(stop, ws)
 	defer func() {
+		in.end()
 		for _, w := range ws {
 			w.closePoller()
 		}
@@ -111,7 +156,7 @@ func runLoad(cfg *Config, progress *progressLine) (*Result, error) {
 	for range ws {
 		connected += (<-ready).st.connected
 	}
-	if connected == 0 {
+	if _, stopped := in.interrupted(); connected == 0 && !stopped {
 		for _, ch := range plans {
 			close(ch)
 		}
@@ -134,16 +179,21 @@ func runLoad(cfg *Config, progress *progressLine) (*Result, error) {
 	}
 
 	// CPU is sampled at the edges of the measured window, from this
-	// goroutine, while the workers carry on.
+	// goroutine, while the workers carry on. An interruption ends the
+	// window early; before it opened, nothing is sampled.
 	var cpu [2]int64
 	var srv [2]int64
 	var cpuErr, srvErr error
+	samples := 0
 	for i, at := range []int64{pl.recordFrom, pl.sendUntil} {
-		sleepUntil(at)
+		if !sleepUntilOr(at, stop) && i == 0 {
+			break
+		}
 		cpu[i], cpuErr = sampleOr(cpuErr, selfCPU)
 		if cfg.ServerPID > 0 {
 			srv[i], srvErr = sampleOr(srvErr, func() (int64, error) { return procCPU(cfg.ServerPID) })
 		}
+		samples++
 	}
 	for range ws {
 		<-finished
@@ -156,6 +206,14 @@ func runLoad(cfg *Config, progress *progressLine) (*Result, error) {
 	}
 
 	r := newResult(cfg, ws)
+	if at, stopped := in.interrupted(); stopped {
+		r.Interrupted = true
+		ran := time.Duration(max(0, min(at, pl.sendUntil)-pl.recordFrom))
+		r.setMeasured(ran.Round(time.Millisecond))
+	}
+	if samples < 2 {
+		return r, nil // interrupted before the measured window opened
+	}
 	if cpuErr == nil {
 		r.setLoadgenCPU(cpu[1] - cpu[0])
 	} else {
@@ -178,9 +236,25 @@ func sampleOr(prev error, f func() (int64, error)) (int64, error) {
 	return f()
 }
 
-func sleepUntil(at int64) {
-	if d := at - now(); d > 0 {
-		time.Sleep(time.Duration(d))
+// sleepUntilOr sleeps until at, or until stop is closed: then it returns
+// false. A nil stop is never closed.
+func sleepUntilOr(at int64, stop <-chan struct{}) bool {
+	d := at - now()
+	if d <= 0 {
+		select {
+		case <-stop:
+			return false
+		default:
+			return true
+		}
+	}
+	t := time.NewTimer(time.Duration(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }
 

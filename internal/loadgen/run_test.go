@@ -90,8 +90,8 @@ func TestClosedLoopFramings(t *testing.T) {
 func TestMismatchesCountedFramed(t *testing.T) {
 	s := startServer(t, "tcp4", flipEvery10th("mqtt"))
 	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "4", "--pipeline", "4", "--framing", "mqtt", "--size", "100:300")...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
 	}
 	if r.Lost != 0 || r.ConnErrors != 0 {
 		t.Errorf("lost %d conn_errors %d (%s): a flipped byte is only a mismatch", r.Lost, r.ConnErrors, r.FirstError)
@@ -105,8 +105,8 @@ func TestMismatchesCountedFramed(t *testing.T) {
 func TestWrongFraming(t *testing.T) {
 	s := startServer(t, "tcp4", framedEcho(mustFormat(t, "u32le")))
 	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "2", "--framing", "u32be")...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
 	}
 	// A u32be length of 64 reads as a u32le 1 GiB, beyond the echo's
 	// maximum: it hangs up, and nothing is measured.
@@ -162,9 +162,10 @@ func TestServerCPU(t *testing.T) {
 func TestMismatchesCounted(t *testing.T) {
 	s := startServer(t, "tcp4", flipEvery10th("u32le"))
 	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "4", "--pipeline", "4")...)
-	if code != 0 {
-		t.Fatalf("exit %d (mismatches must not fail the run): %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d (the run completed, the server answered wrongly): %s", code, exitServerWrong, stderr)
 	}
+	oneLine(t, stderr)
 	if r.Lost != 0 || r.ConnErrors != 0 {
 		t.Errorf("lost %d conn_errors %d: a flipped byte is only a mismatch", r.Lost, r.ConnErrors)
 	}
@@ -176,7 +177,9 @@ func TestMismatchesCounted(t *testing.T) {
 	}
 	// People see it too.
 	var stdout, errOut bytes.Buffer
-	Main(append(short, "--addr", s.addr, "--conns", "2"), &stdout, &errOut)
+	if code := Main(append(short, "--addr", s.addr, "--conns", "2"), &stdout, &errOut, nil); code != exitServerWrong {
+		t.Errorf("table: exit %d, want %d", code, exitServerWrong)
+	}
 	if !strings.Contains(errOut.String(), "WARNING") || !strings.Contains(stdout.String(), "mismatches") || !strings.Contains(stdout.String(), "u32le framing") {
 		t.Errorf("table %q, stderr %q", stdout.String(), errOut.String())
 	}
@@ -186,8 +189,12 @@ func TestLostCounted(t *testing.T) {
 	s := startServer(t, "tcp4", dropEvery10th)
 	// Pipelined: a dropped reply is noticed when the next one comes.
 	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "4", "--pipeline", "4")...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
+	}
+	oneLine(t, stderr)
+	if !strings.Contains(stderr, "LOST") {
+		t.Errorf("stderr %q does not say LOST", stderr)
 	}
 	if r.Mismatches != 0 || r.ConnErrors != 0 {
 		t.Errorf("mismatches %d conn_errors %d: a dropped reply is only lost", r.Mismatches, r.ConnErrors)
@@ -197,8 +204,8 @@ func TestLostCounted(t *testing.T) {
 	}
 	// One in flight: each connection stalls on its 10th frame, lost at the end.
 	r, code, stderr = bench(t, "--addr", s.addr, "--conns", "3", "--duration", "200ms", "--warmup", "0s", "--grace", "100ms")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
 	}
 	if r.Lost != 3 || r.FramesSent != 30 || r.Mismatches != 0 {
 		t.Errorf("lost %d of %d sent, mismatches %d; want 3 of 30, none", r.Lost, r.FramesSent, r.Mismatches)
@@ -208,9 +215,10 @@ func TestLostCounted(t *testing.T) {
 func TestConnErrorsCounted(t *testing.T) {
 	s := startServer(t, "tcp4", closeAfter5)
 	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "5")...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
 	}
+	oneLine(t, stderr)
 	if r.ConnErrors != 5 || r.Mismatches != 0 || r.FirstError == "" {
 		t.Errorf("conn_errors %d mismatches %d first_error %q; want 5, 0, a reason", r.ConnErrors, r.Mismatches, r.FirstError)
 	}
@@ -344,8 +352,8 @@ func TestIdle(t *testing.T) {
 func TestIdleServerCloses(t *testing.T) {
 	s := startServer(t, "tcp4", echoOnceThenClose(50*time.Millisecond))
 	r, code, stderr := bench(t, "--addr", s.addr, "--idle", "10", "--hold", "400ms")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != exitServerWrong {
+		t.Fatalf("exit %d, want %d: %s", code, exitServerWrong, stderr)
 	}
 	if r.Idle.Conns != 10 || r.Frames != 10 || r.ConnErrors != 10 || r.Mismatches != 0 || r.Lost != 0 {
 		t.Errorf("idle.conns %d frames %d conn_errors %d mismatches %d lost %d; want 10 echoed, then 10 closed",

@@ -107,6 +107,11 @@ type worker struct {
 	progress bool
 	nextSnap int64
 	stop     atomic.Bool
+	// abandon, set before stop, says the run was interrupted: frames in
+	// flight and connects not done then are given up, not counted as the
+	// server's failures. abandoned is its value as shutdown saw it.
+	abandon   atomic.Bool
+	abandoned bool
 }
 
 // newWorker builds a worker for the connections with global ids [lo, hi).
@@ -426,11 +431,14 @@ func (w *worker) fail(c *conn, err error) {
 	w.close(c)
 }
 
-// close closes c's socket; frames it had in flight are counted lost.
+// close closes c's socket; frames it had in flight are counted lost,
+// unless the run was interrupted.
 func (w *worker) close(c *conn) {
 	if c.state == stateOpen {
 		inflight := int64(c.started() - c.expected)
-		w.st.lost += inflight
+		if !w.abandoned {
+			w.st.lost += inflight
+		}
 		w.inflight -= inflight
 		c.expected = c.started()
 	}
@@ -450,16 +458,20 @@ func (w *worker) close(c *conn) {
 }
 
 // shutdown closes every connection. Connections that never got open count
-// as connection errors. The poller stays open until closePoller, so that
-// another goroutine may still Wake it meanwhile.
+// as connection errors, unless the run was interrupted. The poller stays
+// open until closePoller, so that another goroutine may still Wake it
+// meanwhile.
 func (w *worker) shutdown() {
+	w.abandoned = w.abandon.Load()
 	for i := range w.conns {
 		c := &w.conns[i]
 		switch c.state {
 		case stateNew, stateConnecting, stateRetry:
-			w.st.connErrors++
-			if w.st.firstErr == nil {
-				w.st.firstErr = fmt.Errorf("connect %s: not done when the run ended", w.addr)
+			if !w.abandoned {
+				w.st.connErrors++
+				if w.st.firstErr == nil {
+					w.st.firstErr = fmt.Errorf("connect %s: not done when the run ended", w.addr)
+				}
 			}
 		}
 		if c.state != stateClosed {
@@ -471,6 +483,16 @@ func (w *worker) shutdown() {
 		w.tm.close()
 	}
 	w.publish()
+}
+
+// halt makes the worker's loop return at its next pass, from any
+// goroutine. With abandon, the run was interrupted (see worker.abandon).
+func (w *worker) halt(abandon bool) {
+	if abandon {
+		w.abandon.Store(true)
+	}
+	w.stop.Store(true)
+	w.p.Wake()
 }
 
 // closePoller releases the poller once the worker's goroutine has ended.

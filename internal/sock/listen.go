@@ -19,57 +19,101 @@ const backlog = 1<<16 - 1
 // may bind the same TCP address and the kernel spreads connections over
 // them. A Unix socket file left by a dead process is replaced; one that a
 // live process still accepts on is not.
-func Listen(ep Endpoint, reusePort bool) (fd int, err error) {
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	switch ep.Network {
-	case "tcp4":
-		sa = &unix.SockaddrInet4{Port: ep.Port, Addr: ep.IP.As4()}
-	case "tcp6":
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: ep.Port, Addr: ep.IP.As16()}
-	case "unix":
-		family = unix.AF_UNIX
-		sa = &unix.SockaddrUnix{Name: ep.Path}
+func Listen(ep Endpoint, reusePort bool) (int, error) {
+	family, sa, err := sockaddr(ep)
+	if err != nil {
+		return -1, err
+	}
+	if family == unix.AF_UNIX {
 		if err := removeStaleSocket(ep.Path); err != nil {
 			return -1, err
 		}
-	default:
-		return -1, fmt.Errorf("unknown network %q", ep.Network)
 	}
-	fd, err = Socket(family)
+	fd, err := bindSocket(family, sa, ep, reusePort)
 	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
+		return -1, err
 	}
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-		}
-	}()
-	if family != unix.AF_UNIX {
-		if err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			return -1, os.NewSyscallError("setsockopt SO_REUSEADDR", err)
-		}
-		if reusePort {
-			if err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-				return -1, os.NewSyscallError("setsockopt SO_REUSEPORT", err)
-			}
-		}
-		if family == unix.AF_INET6 {
-			// [::] means IPv6 only, as the address says; bind 0.0.0.0 as well
-			// with a second instance if both are wanted.
-			if err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-				return -1, os.NewSyscallError("setsockopt IPV6_V6ONLY", err)
-			}
-		}
-	}
-	if err = unix.Bind(fd, sa); err != nil {
-		return -1, fmt.Errorf("bind %s: %w", ep, errors.Unwrap(os.NewSyscallError("bind", err)))
-	}
-	if err = unix.Listen(fd, backlog); err != nil {
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
 		return -1, fmt.Errorf("listen %s: %w", ep, err)
 	}
 	return fd, nil
+}
+
+// ProbeBind tells whether a listener could bind the TCP endpoint ep now, as
+// Listen would with the same reusePort, by binding a socket with Listen's
+// options and closing it at once. The socket never listens, so no
+// connection can reach it, and closing a socket that never connected
+// leaves nothing behind. The error is Listen's: it wraps EADDRINUSE when a
+// listening socket holds the port and would not share it. On Linux, while
+// the probe holds the port (microseconds), other sockets with SO_REUSEADDR,
+// as listeners have, can still bind it.
+func ProbeBind(ep Endpoint, reusePort bool) error {
+	family, sa, err := sockaddr(ep)
+	if err != nil {
+		return err
+	}
+	if family == unix.AF_UNIX {
+		return fmt.Errorf("probe %s: not a TCP address", ep)
+	}
+	fd, err := bindSocket(family, sa, ep, reusePort)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+func sockaddr(ep Endpoint) (family int, sa unix.Sockaddr, err error) {
+	switch ep.Network {
+	case "tcp4":
+		return unix.AF_INET, &unix.SockaddrInet4{Port: ep.Port, Addr: ep.IP.As4()}, nil
+	case "tcp6":
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: ep.Port, Addr: ep.IP.As16()}, nil
+	case "unix":
+		return unix.AF_UNIX, &unix.SockaddrUnix{Name: ep.Path}, nil
+	}
+	return 0, nil, fmt.Errorf("unknown network %q", ep.Network)
+}
+
+// bindSocket makes a non-blocking socket with the options of a listener
+// and binds it to sa. On failure the socket is closed.
+func bindSocket(family int, sa unix.Sockaddr, ep Endpoint, reusePort bool) (int, error) {
+	fd, err := Socket(family)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := setListenerOptions(fd, family, reusePort); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind %s: %w", ep, errors.Unwrap(os.NewSyscallError("bind", err)))
+	}
+	return fd, nil
+}
+
+func setListenerOptions(fd, family int, reusePort bool) error {
+	if family == unix.AF_UNIX {
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
+	}
+	if family == unix.AF_INET6 {
+		// [::] means IPv6 only, as the address says; bind 0.0.0.0 as well
+		// with a second instance if both are wanted.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return os.NewSyscallError("setsockopt IPV6_V6ONLY", err)
+		}
+	}
+	return nil
 }
 
 func removeStaleSocket(path string) error {
