@@ -278,6 +278,7 @@ type connState struct {
 	// pending counts the reply slots reserved and not filled (reply.go);
 	// guarded by outMu.
 	pending      uint32
+	idleIdx      uint16 // which idle list: loop.idleLists[idleIdx], or noIdle
 	lingerStalls uint8
 
 	interest   poller.Interest

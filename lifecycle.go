@@ -222,6 +222,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.interest = 0
 	st.phase = phaseFree
 	st.readPaused, st.memPaused, st.userPaused, st.eof, st.waitWrite = false, false, false, false, false
+	st.idleIdx = 0
 	st.reason = 0
 	l.free = append(l.free, st)
 	l.nconns--
@@ -270,9 +271,7 @@ func (l *loop) setTimer(st *connState, which timerList) {
 	var list *deadline.List
 	switch which {
 	case timerIdle:
-		if l.cfg.IdleTimeout > 0 {
-			list = &l.idle
-		}
+		list = l.idleList(st)
 	case timerQuiet:
 		list = &l.quiet
 	case timerWrite:

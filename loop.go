@@ -68,7 +68,10 @@ type loop struct {
 	vec  [][]byte
 	wv   sock.Vectored
 
-	idle, quiet, write, linger deadline.List
+	// idleLists[0] is Config.IdleTimeout's; the others hold the
+	// connections with their own (idle.go).
+	idleLists            []*deadline.List
+	quiet, write, linger deadline.List
 
 	acceptor sock.Acceptor
 	accept   func(lfd int) (int, sock.Addr, error) // acceptor.Accept; tests replace it
@@ -137,7 +140,8 @@ func newLoop(s *Server, id int, p poller.Poller) *loop {
 		outFormat: s.cfg.outFormat,
 	}
 	l.accept = l.acceptor.Accept
-	l.idle.Init(s.cfg.IdleTimeout)
+	l.idleLists = []*deadline.List{new(deadline.List)}
+	l.idleLists[0].Init(s.cfg.IdleTimeout)
 	l.quiet.Init(drainQuiet)
 	l.write.Init(s.cfg.WriteTimeout)
 	l.linger.Init(lingerPoll)
@@ -222,7 +226,12 @@ func (l *loop) publishLocked() {
 // milliseconds, or -1 when nothing is due.
 func (l *loop) timeoutMs() int {
 	next := int64(math.MaxInt64)
-	for _, list := range [...]*deadline.List{&l.idle, &l.quiet, &l.write, &l.linger} {
+	for _, list := range [...]*deadline.List{&l.quiet, &l.write, &l.linger} {
+		if at, ok := list.Next(); ok && at < next {
+			next = at
+		}
+	}
+	for _, list := range l.idleLists {
 		if at, ok := list.Next(); ok && at < next {
 			next = at
 		}
@@ -391,21 +400,29 @@ func (l *loop) expire() {
 		list    *deadline.List
 		expired func(*loop, *connState)
 	}{
-		{&l.idle, (*loop).idleExpired},
 		{&l.quiet, (*loop).quietExpired},
 		{&l.write, (*loop).writeExpired},
 		{&l.linger, (*loop).lingerExpired},
 	}
 	for _, x := range lists {
-		for e := x.list.PopExpired(l.now); e != nil; e = x.list.PopExpired(l.now) {
-			st := stateOf(e)
-			st.timerList = timerNone
-			l.guard(st, x.expired)
-		}
+		l.expireList(x.list, x.expired)
+	}
+	for _, list := range l.idleLists {
+		l.expireList(list, (*loop).idleExpired)
 	}
 	if l.ln.retryAt != 0 && l.now >= l.ln.retryAt {
 		l.ln.retryAt = 0
 		l.resumeAfterBackoff()
+	}
+}
+
+// expireList hands the entries of list whose deadline has passed to
+// expired; only those are looked at: the list is sorted.
+func (l *loop) expireList(list *deadline.List, expired func(*loop, *connState)) {
+	for e := list.PopExpired(l.now); e != nil; e = list.PopExpired(l.now) {
+		st := stateOf(e)
+		st.timerList = timerNone
+		l.guard(st, expired)
 	}
 }
 
