@@ -33,9 +33,14 @@ type server struct {
 	most    atomic.Int64 // the most slow requests one connection had in flight
 }
 
-// session is a connection's state: its slow requests in flight.
+// session is a connection's state: its slow requests in flight, and
+// whether its reading is paused for them. The two change together, under
+// mu: a worker deciding to resume must not undo a pause the loop decided
+// after it looked.
 type session struct {
-	inFlight atomic.Int64
+	mu       sync.Mutex
+	inFlight int64
+	paused   bool
 }
 
 // job is a slow request on its way to a worker, with the answer as of
@@ -113,10 +118,14 @@ func (s *server) slowGet(c *frameloop.Conn, key []byte) {
 		return
 	}
 	sess := c.Value().(*session)
-	n := sess.inFlight.Add(1)
-	if n >= s.perConn {
+	sess.mu.Lock()
+	sess.inFlight++
+	if sess.inFlight >= s.perConn && !sess.paused {
+		sess.paused = true
 		c.PauseReading() // no more from this client until a worker is done
 	}
+	n := sess.inFlight
+	sess.mu.Unlock()
 	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
 	}
 	select {
@@ -143,7 +152,12 @@ func (s *server) work() {
 
 // done notes a slow request finished, and lets its client go on.
 func (s *server) done(c *frameloop.Conn) {
-	if c.Value().(*session).inFlight.Add(-1) < s.perConn {
+	sess := c.Value().(*session)
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.inFlight--
+	if sess.paused && sess.inFlight < s.perConn {
+		sess.paused = false
 		c.ResumeReading()
 	}
 }
