@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -315,8 +316,14 @@ func (s *Session) failRead(err error) error {
 		return e
 	}
 	e := &Error{Reason: classify(err, false), Op: "decrypt", Err: err}
-	if e.Reason == ReasonEOF {
+	switch {
+	case e.Reason == ReasonEOF:
 		e.Detail = "peer closed the connection inside a record"
+	case strings.Contains(err.Error(), "when waiting for *tls.helloRequestMsg"):
+		// TLS 1.2: any handshake message after the handshake goes to
+		// handleRenegotiation (conn.go:1259), which a server refuses with
+		// unexpected_message unless it is a HelloRequest.
+		e.Detail = "renegotiation refused"
 	}
 	return s.fail(e)
 }
