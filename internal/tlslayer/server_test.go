@@ -42,6 +42,8 @@ type connResult struct {
 	state       tls.ConnectionState // after the handshake, if it succeeded
 	echoed      int                 // plaintext bytes echoed
 	postHSBytes int                 // output produced by Decrypt (KeyUpdate replies, alerts)
+	maxBuffered int                 // most ciphertext the session held (Buffered) after a Feed
+	pauses      int                 // times Feed asked the loop to stop reading
 }
 
 func startLoopServer(tb testing.TB, cfg *tls.Config, opts Options, closeAfter int) *loopServer {
@@ -164,7 +166,8 @@ func (ts *loopServer) serve(c net.Conn) {
 		s.Close()
 		c.Close()
 		close(quit)
-		<-s.Done()
+		// No waiting for s.Done() here: a loop must not block on the
+		// handshake goroutine. ts.wg counts it; Close waits for it.
 		res.err = err
 		ts.mu.Lock()
 		delete(ts.conns, c)
@@ -233,11 +236,19 @@ func (ts *loopServer) serve(c net.Conn) {
 	}
 
 	established := false
+	paused := false // not reading the socket: the pump waits for its ack
+	resume := func() {
+		if paused && !s.InputPaused() {
+			paused = false
+			ack <- struct{}{}
+		}
+	}
 	for {
 		select {
 		case <-wake:
 			out = s.TakeOutput(out[:0])
 			write(out)
+			resume()
 		case err := <-hsDone:
 			out = s.TakeOutput(out[:0])
 			write(out) // the last flight, or an alert
@@ -252,19 +263,28 @@ func (ts *loopServer) serve(c net.Conn) {
 			if !process(nil) {
 				return
 			}
+			resume()
 		case ev := <-reads:
 			if !established {
 				if len(ev.b) > 0 {
-					if err := s.Feed(ev.b); err != nil {
+					pause, err := s.Feed(ev.b)
+					if err != nil {
 						finish(err)
 						return
+					}
+					res.maxBuffered = max(res.maxBuffered, s.Buffered())
+					if pause {
+						res.pauses++
+						paused = true
 					}
 				}
 				if ev.err != nil {
 					s.FeedEOF() // the pump is gone; the handshake will fail
 					continue
 				}
-				ack <- struct{}{}
+				if !paused {
+					ack <- struct{}{}
+				}
 				continue
 			}
 			if !process(ev.b) {

@@ -14,7 +14,7 @@ const (
 	// DefaultHandshakeTimeout applies when Options.HandshakeTimeout is 0.
 	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultMaxBufferedInput applies when Options.MaxBufferedInput is 0.
-	DefaultMaxBufferedInput = 128 << 10
+	DefaultMaxBufferedInput = 32 << 10
 )
 
 // Options tune a Session. The zero value is usable.
@@ -25,9 +25,11 @@ type Options struct {
 
 	// MaxBufferedInput bounds the ciphertext the session holds that
 	// crypto/tls has not pulled yet: what Feed copies during the handshake
-	// (a client may pipeline data after its Finished) and what a Decrypt
-	// call could not consume because plain was full. Past it, Feed and
-	// Decrypt fail with ReasonOverflow. 0 means DefaultMaxBufferedInput.
+	// (a client may pipeline data right behind its Finished, and the loop
+	// learns of the handshake's end only later) and what a Decrypt call
+	// could not consume because plain was full. Feed asks the loop to pause
+	// reading at this much; the session then holds at most this plus one
+	// read. 0 means DefaultMaxBufferedInput.
 	//
 	// crypto/tls holds more on its own, bounded by itself: the record being
 	// assembled (at most 5+16384+2048 bytes, checked on the header before
@@ -36,7 +38,8 @@ type Options struct {
 	MaxBufferedInput int
 
 	// Notify, if set, is called on the handshake goroutine when handshake
-	// output becomes available (TakeOutput goes from empty to non-empty).
+	// output becomes available (TakeOutput goes from empty to non-empty),
+	// and when a loop that Feed asked to pause may read again.
 	// It runs while crypto/tls holds its locks: it must not block and must
 	// not call into the Session other than TakeOutput and PendingOutput;
 	// it should only wake the loop. It is dropped when Handshake returns.
@@ -73,8 +76,10 @@ type Session struct {
 	timeout time.Duration
 	done    chan struct{} // closed when Handshake returns (or Close before it started)
 	hsErr   error         // set before state leaves stateHandshaking
-	rerr    error         // loop-only: sticky read error
-	werr    error         // loop-only: sticky write error
+	// hsCancel cancels the running handshake's context; guarded by sh.mu.
+	hsCancel context.CancelFunc
+	rerr     error // loop-only: sticky read error
+	werr     error // loop-only: sticky write error
 }
 
 // NewServer returns a server Session for cfg. cfg must not be modified
@@ -104,26 +109,46 @@ func NewServer(cfg *tls.Config, opts Options) *Session {
 	return s
 }
 
-// Feed gives the session ciphertext read from the socket. It copies b. It
-// may be called from any goroutine, in either phase (after the handshake,
-// Decrypt(nil, plain) then reads it). It fails with ReasonOverflow if the
-// unconsumed ciphertext would exceed MaxBufferedInput (nothing is kept: the
-// connection should be closed), and with ReasonClosed after Close.
-func (s *Session) Feed(b []byte) error {
+// Feed gives the session ciphertext read from the socket; it copies b.
+// Any goroutine, either phase (after the handshake, Decrypt(nil, plain)
+// reads what was fed).
+//
+// pause reports that the session now holds MaxBufferedInput bytes or more
+// that crypto/tls has not pulled: the loop must stop reading the socket
+// (TCP flow control then holds the peer back) until Notify during the
+// handshake, after which Buffered is at most half the bound, or until
+// Decrypt has drained it after the handshake. So the session holds at most
+// MaxBufferedInput plus one read. A loop that feeds while paused gets
+// ReasonOverflow (nothing kept; close the connection). After Close Feed
+// fails with ReasonClosed.
+func (s *Session) Feed(b []byte) (pause bool, err error) {
 	sh := &s.sh
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.closed {
-		return &Error{Reason: ReasonClosed, Op: "feed", Err: ErrClosed}
-	}
-	if len(b) == 0 {
-		return nil
+		return false, &Error{Reason: ReasonClosed, Op: "feed", Err: ErrClosed}
 	}
 	if !sh.appendInLocked(b) {
-		return &Error{Reason: ReasonOverflow, Op: "feed", Err: ErrOverflow}
+		return true, &Error{Reason: ReasonOverflow, Op: "feed", Err: ErrOverflow}
 	}
-	sh.cond.Signal()
-	return nil
+	if len(b) > 0 {
+		sh.cond.Signal()
+	}
+	if sh.pendingLocked() >= sh.maxIn {
+		sh.paused = true
+	}
+	return sh.paused, nil
+}
+
+// InputPaused reports whether the loop should keep from reading the
+// socket: Feed returned pause and crypto/tls has not drained the buffered
+// input to half the bound yet.
+func (s *Session) InputPaused() bool {
+	sh := &s.sh
+	sh.mu.Lock()
+	p := sh.paused
+	sh.mu.Unlock()
+	return p
 }
 
 // FeedEOF tells the session the peer closed its side of the TCP
@@ -154,10 +179,21 @@ func (s *Session) Handshake(ctx context.Context) error {
 		return &Error{Reason: ReasonOther, Op: "handshake", Detail: "Handshake called twice"}
 	}
 	defer close(s.done)
+	var cancel context.CancelFunc
 	if s.timeout > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	// Close cancels ctx too: callbacks that honour ClientHelloInfo.Context
+	// (GetConfigForClient, GetCertificate, ...) then return early.
+	s.sh.mu.Lock()
+	s.hsCancel = cancel
+	closed := s.sh.closed
+	s.sh.mu.Unlock()
+	if closed {
+		cancel()
 	}
 	// HandshakeContext closes the shim if ctx ends first (conn.go:1536),
 	// which wakes a blocked Read, and then returns ctx.Err().
@@ -166,6 +202,7 @@ func (s *Session) Handshake(ctx context.Context) error {
 	sh := &s.sh
 	sh.mu.Lock()
 	sh.notify = nil
+	s.hsCancel = nil
 	if err == nil && !sh.closed {
 		sh.blocking = false
 		sh.mu.Unlock()
@@ -258,8 +295,9 @@ func (s *Session) notEstablished(op string) error {
 // is looked at. more reports that plain was filled: there may be more
 // plaintext or buffered ciphertext, and the loop must call Decrypt(nil,
 // plain) again (before waiting for the socket) once it has consumed plain.
-// Ciphertext that did not fit is copied into the session, bounded by
-// MaxBufferedInput.
+// Ciphertext that did not fit is copied into the session; a loop that
+// calls Decrypt with new ciphertext while more is set and MaxBufferedInput
+// is already held gets ReasonOverflow.
 //
 // err is nil when all input is consumed (any trailing partial record is
 // kept). Otherwise it is an *Error and sticky. ReasonEOF (close_notify, or
@@ -432,7 +470,9 @@ func (s *Session) Release() {
 }
 
 // Close ends the session at once, without close_notify: a running
-// Handshake returns ReasonClosed promptly (a blocked read is woken), later
+// Handshake returns ReasonClosed promptly (a blocked read is woken and the
+// handshake context, which callbacks see as ClientHelloInfo.Context, is
+// canceled; a callback that ignores it delays the return), later
 // calls fail with ReasonClosed, buffers are dropped. Any goroutine,
 // idempotent. It does not wait for the handshake goroutine; Done does.
 func (s *Session) Close() {
@@ -453,5 +493,9 @@ func (s *Session) Close() {
 	sh := &s.sh
 	sh.mu.Lock()
 	sh.out = nil
+	cancel := s.hsCancel
 	sh.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }

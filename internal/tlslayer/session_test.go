@@ -126,16 +126,21 @@ func TestDecryptSmallPlainBuffer(t *testing.T) {
 	}
 }
 
-func TestHandshakeInputOverflow(t *testing.T) {
+// Feed asks for a pause at the bound, and refuses input only from a loop
+// that ignores the request.
+func TestFeedPauseAndOverflow(t *testing.T) {
 	p := getPKI(t)
 	s := NewServer(p.serverConfig(false), Options{MaxBufferedInput: 1000})
 	defer s.Close()
-	if err := s.Feed(make([]byte, 600)); err != nil {
-		t.Fatal(err)
+	if pause, err := s.Feed(make([]byte, 600)); pause || err != nil {
+		t.Fatal(pause, err)
 	}
-	err := s.Feed(make([]byte, 600))
+	if pause, err := s.Feed(make([]byte, 600)); !pause || err != nil || !s.InputPaused() {
+		t.Fatal(pause, err)
+	}
+	_, err := s.Feed(make([]byte, 1))
 	wantReason(t, err, ReasonOverflow)
-	if s.Buffered() != 600 {
+	if s.Buffered() != 1200 {
 		t.Fatalf("Buffered %d", s.Buffered())
 	}
 }
@@ -153,8 +158,8 @@ func TestDecryptInputOverflow(t *testing.T) {
 		_, _, err = pr.s.Decrypt(pr.send(t, make([]byte, 1000)), plain)
 	}
 	wantReason(t, err, ReasonOverflow)
-	if pr.s.Buffered() > 8<<10 {
-		t.Fatalf("Buffered %d past the bound", pr.s.Buffered())
+	if b := pr.s.Buffered(); b < 8<<10 || b > 8<<10+1100 {
+		t.Fatalf("Buffered %d, want the bound plus at most one call's input", b)
 	}
 	_, err = pr.s.Encrypt(nil, []byte("x"))
 	wantReason(t, err, ReasonOverflow)
@@ -177,7 +182,34 @@ func TestCloseDuringHandshake(t *testing.T) {
 	<-s.Done()
 	_, _, err := s.Decrypt(nil, make([]byte, 10))
 	wantReason(t, err, ReasonClosed)
-	wantReason(t, s.Feed([]byte("x")), ReasonClosed)
+	_, err = s.Feed([]byte("x"))
+	wantReason(t, err, ReasonClosed)
+}
+
+// Close cancels the context that handshake callbacks see, so a slow
+// GetConfigForClient (a certificate lookup, say) that honours it does not
+// keep the handshake goroutine alive.
+func TestCloseCancelsCallbackContext(t *testing.T) {
+	p := getPKI(t)
+	cfg := p.serverConfig(false)
+	entered := make(chan struct{})
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		close(entered)
+		<-hello.Context().Done()
+		return nil, hello.Context().Err()
+	}
+	s := NewServer(cfg, Options{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Handshake(context.Background()) }()
+	s.Feed(captureClientHello(t, p.clientConfig(tls.VersionTLS13)))
+	<-entered
+	s.Close()
+	select {
+	case err := <-errc:
+		wantReason(t, err, ReasonClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Handshake still running after Close")
+	}
 }
 
 func TestCloseBeforeHandshake(t *testing.T) {

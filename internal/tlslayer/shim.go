@@ -45,7 +45,8 @@ type shim struct {
 	in       []byte
 	inOff    int
 	borrow   []byte
-	maxIn    int  // bound on len(in)-inOff
+	maxIn    int  // Feed asks the loop to pause reading at this much pending input
+	paused   bool // Feed asked the loop to pause; Read notifies when half is drained
 	blocking bool // handshake phase
 	eof      bool // the transport reported EOF (FeedEOF)
 	eofRead  bool // Read has returned io.EOF
@@ -54,7 +55,7 @@ type shim struct {
 	out    []byte
 	direct bool   // append output to w instead of out
 	w      []byte // destination of the running Encrypt/CloseNotify
-	notify func() // handshake phase only; called when out goes from empty to non-empty
+	notify func() // handshake phase only: output became available, or a paused loop may read again
 
 	local, remote net.Addr
 }
@@ -70,7 +71,19 @@ func (c *shim) Read(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 		if n := c.readLocked(p); n > 0 || len(p) == 0 {
+			// A loop that paused reading the socket (Feed reported
+			// pause) resumes once the handshake has drained half.
+			var notify func()
+			if c.paused && c.pendingLocked() <= c.maxIn/2 {
+				c.paused = false
+				if c.blocking {
+					notify = c.notify
+				}
+			}
 			c.mu.Unlock()
+			if notify != nil {
+				notify()
+			}
 			return n, nil
 		}
 		if c.eof {
@@ -103,10 +116,15 @@ func (c *shim) readLocked(p []byte) int {
 	return n
 }
 
-// appendInLocked copies b after the pending input, or reports false if that
-// would take the pending input past maxIn.
+// appendInLocked copies b after the pending input. It refuses (false) only
+// if the pending input is already at maxIn: a caller that stops reading the
+// socket when told to (Feed's pause) never sees that, and the pending input
+// stays below maxIn plus one read.
 func (c *shim) appendInLocked(b []byte) bool {
-	if c.pendingLocked()+len(b) > c.maxIn {
+	if len(b) == 0 {
+		return true
+	}
+	if c.pendingLocked() >= c.maxIn {
 		return false
 	}
 	if c.inOff > 0 && len(c.in)+len(b) > cap(c.in) {
