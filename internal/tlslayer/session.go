@@ -80,6 +80,7 @@ type Session struct {
 	hsCancel context.CancelFunc
 	rerr     error // loop-only: sticky read error
 	werr     error // loop-only: sticky write error
+	held     bool  // loop-only: the last Decrypt filled plain; crypto/tls may hold plaintext
 }
 
 // NewServer returns a server Session for cfg. cfg must not be modified
@@ -317,7 +318,22 @@ func (s *Session) Decrypt(ciphertext, plain []byte) (n int, more bool, err error
 	sh.borrow = ciphertext
 	sh.mu.Unlock()
 
+	// crypto/tls can produce something only from plaintext it kept when
+	// plain was filled last time (s.held), or from a new record header or
+	// the rest of a record in the shim (the shim hands out one record at a
+	// time, so crypto/tls holds no further ciphertext after a record), or
+	// to report EOF.
+	call := s.held
 	for n < len(plain) {
+		if !call {
+			sh.mu.Lock()
+			call = sh.eof || sh.closed || sh.progressLocked()
+			sh.mu.Unlock()
+			if !call {
+				break
+			}
+		}
+		call = false
 		m, rerr := s.tc.Read(plain[n:])
 		n += m
 		if rerr != nil {
@@ -327,6 +343,7 @@ func (s *Session) Decrypt(ciphertext, plain []byte) (n int, more bool, err error
 			break
 		}
 	}
+	s.held = err == nil && n == len(plain)
 
 	sh.mu.Lock()
 	rest := sh.borrow
@@ -336,7 +353,7 @@ func (s *Session) Decrypt(ciphertext, plain []byte) (n int, more bool, err error
 	if !kept && err == nil {
 		err = s.fail(&Error{Reason: ReasonOverflow, Op: "decrypt", Err: ErrOverflow})
 	}
-	return n, err == nil && n == len(plain), err
+	return n, s.held, err
 }
 
 // failRead records a read error from crypto/tls and returns it as an *Error.

@@ -23,6 +23,8 @@ func (wouldBlockError) Error() string   { return "tlslayer: no ciphertext buffer
 func (wouldBlockError) Timeout() bool   { return false }
 func (wouldBlockError) Temporary() bool { return true }
 
+const recordHeaderLen = 5
+
 // errWouldBlock is compared by identity; a zero-size value in an interface
 // does not allocate.
 var errWouldBlock net.Error = wouldBlockError{}
@@ -45,12 +47,15 @@ type shim struct {
 	in       []byte
 	inOff    int
 	borrow   []byte
-	maxIn    int  // Feed asks the loop to pause reading at this much pending input
-	paused   bool // Feed asked the loop to pause; Read notifies when half is drained
-	blocking bool // handshake phase
-	eof      bool // the transport reported EOF (FeedEOF)
-	eofRead  bool // Read has returned io.EOF
-	closed   bool // Close (by Session.Close, or by crypto/tls when the handshake context ends)
+	recLeft  int     // body bytes of the current record not yet handed out
+	hdrN     int     // bytes of the next record's header handed out so far
+	hdr      [5]byte // those bytes
+	maxIn    int     // Feed asks the loop to pause reading at this much pending input
+	paused   bool    // Feed asked the loop to pause; Read notifies when half is drained
+	blocking bool    // handshake phase
+	eof      bool    // the transport reported EOF (FeedEOF)
+	eofRead  bool    // Read has returned io.EOF
+	closed   bool    // Close (by Session.Close, or by crypto/tls when the handshake context ends)
 
 	out    []byte
 	direct bool   // append output to w instead of out
@@ -99,7 +104,49 @@ func (c *shim) Read(p []byte) (int, error) {
 	}
 }
 
+// readLocked hands crypto/tls input, never past the end of the current
+// record: after crypto/tls has consumed a record its c.rawInput is empty,
+// so Session.Decrypt knows that only the shim can hold more, and calls Read
+// again only when the shim holds enough for progress (progressLocked). Each
+// Read that finds nothing costs crypto/tls an allocation (the atLeastReader
+// in readFromUntil, conn.go:838) for nothing.
 func (c *shim) readLocked(p []byte) int {
+	n := 0
+	for n < len(p) {
+		if c.recLeft == 0 {
+			// At or inside a record header.
+			k := c.takeLocked(p[n:min(len(p), n+recordHeaderLen-c.hdrN)])
+			if k == 0 {
+				break
+			}
+			copy(c.hdr[c.hdrN:], p[n:n+k])
+			c.hdrN += k
+			n += k
+			if c.hdrN < recordHeaderLen {
+				break
+			}
+			c.hdrN = 0
+			c.recLeft = int(c.hdr[3])<<8 | int(c.hdr[4])
+			if c.recLeft == 0 {
+				break // an empty record, complete
+			}
+			continue
+		}
+		k := c.takeLocked(p[n:min(len(p), n+c.recLeft)])
+		if k == 0 {
+			break
+		}
+		c.recLeft -= k
+		n += k
+		if c.recLeft == 0 {
+			break // the record is complete: stop at its end
+		}
+	}
+	return n
+}
+
+// takeLocked copies input into p: the owned part first, then the borrowed.
+func (c *shim) takeLocked(p []byte) int {
 	n := 0
 	if c.inOff < len(c.in) {
 		n = copy(p, c.in[c.inOff:])
@@ -114,6 +161,24 @@ func (c *shim) readLocked(p []byte) int {
 		n += m
 	}
 	return n
+}
+
+// progressLocked reports whether Decrypt should call crypto/tls's Read:
+// the input holds the rest of the current record, or the complete header of
+// the next one (crypto/tls checks a header before it reads the body,
+// conn.go:672, so an oversized or non-TLS header fails at once instead of
+// sitting in the shim), or there is borrowed input left, part of a record
+// that crypto/tls may as well take now: it has to buffer the record anyway,
+// and otherwise the shim would copy it first.
+func (c *shim) progressLocked() bool {
+	if len(c.borrow) > 0 {
+		return true
+	}
+	avail := c.pendingLocked()
+	if c.recLeft > 0 {
+		return avail >= c.recLeft
+	}
+	return avail >= recordHeaderLen-c.hdrN
 }
 
 // appendInLocked copies b after the pending input. It refuses (false) only
