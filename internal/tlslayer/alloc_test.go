@@ -66,7 +66,7 @@ func TestAllocateSteadyState(t *testing.T) {
 }
 
 // decryptAllocs is what crypto/tls's read path allocates per record: the
-// 24-byte atLeastReader that readFromUntil (conn.go:838) passes to
+// 24-byte atLeastReader that readFromUntil (conn.go:837) passes to
 // bytes.Buffer.ReadFrom as an io.Reader, which makes it escape. Nothing in
 // the API avoids it: readFromUntil runs for every record whose header is
 // not already in c.rawInput. (Before the shim handed out one record at a

@@ -116,10 +116,10 @@ func NewServer(cfg *tls.Config, opts Options) *Session {
 //
 // pause reports that the session now holds MaxBufferedInput bytes or more
 // that crypto/tls has not pulled: the loop must stop reading the socket
-// (TCP flow control then holds the peer back) until Notify during the
-// handshake, after which Buffered is at most half the bound, or until
-// Decrypt has drained it after the handshake. So the session holds at most
-// MaxBufferedInput plus one read. A loop that feeds while paused gets
+// (TCP flow control then holds the peer back) until InputPaused reports
+// false: during the handshake Notify is called when crypto/tls has drained
+// half; once Handshake has returned, Decrypt drains it. So the session
+// holds at most MaxBufferedInput plus one read. A loop that feeds while paused gets
 // ReasonOverflow (nothing kept; close the connection). After Close Feed
 // fails with ReasonClosed.
 func (s *Session) Feed(b []byte) (pause bool, err error) {
@@ -156,7 +156,7 @@ func (s *Session) InputPaused() bool {
 // connection. Once the buffered ciphertext is consumed, crypto/tls sees EOF:
 // a running handshake fails with ReasonEOF, and Decrypt reports ReasonEOF
 // (without close_notify; crypto/tls accepts that only at a record boundary,
-// conn.go:628, otherwise it is io.ErrUnexpectedEOF).
+// conn.go:630, otherwise it is io.ErrUnexpectedEOF).
 func (s *Session) FeedEOF() {
 	sh := &s.sh
 	sh.mu.Lock()
@@ -196,7 +196,7 @@ func (s *Session) Handshake(ctx context.Context) error {
 	if closed {
 		cancel()
 	}
-	// HandshakeContext closes the shim if ctx ends first (conn.go:1536),
+	// HandshakeContext closes the shim if ctx ends first (conn.go:1538),
 	// which wakes a blocked Read, and then returns ctx.Err().
 	err := s.tc.HandshakeContext(ctx)
 
@@ -440,7 +440,7 @@ func (s *Session) endDirect() []byte {
 // sends it after the last reply, then shuts down the socket's write side
 // (or closes it). Loop goroutine only, established phase only; it never
 // blocks: crypto/tls's CloseWrite only writes one alert record to the shim
-// (conn.go:1463-1497) and does the same in TLS 1.2 and 1.3. It does not
+// (conn.go:1463-1485) and does the same in TLS 1.2 and 1.3. It does not
 // wait for the peer's close_notify.
 func (s *Session) CloseNotify(dst []byte) ([]byte, error) {
 	if s.werr != nil {
@@ -460,8 +460,8 @@ func (s *Session) CloseNotify(dst []byte) ([]byte, error) {
 }
 
 // State returns the connection state (version, cipher suite, ALPN protocol,
-// peer certificates, resumption). Before the handshake has succeeded it
-// returns the zero value: crypto/tls's ConnectionState takes the handshake
+// peer certificates, resumption). Before the handshake has succeeded, and
+// after Close, it returns the zero value: crypto/tls's ConnectionState takes the handshake
 // mutex, which a running handshake holds, and would block.
 func (s *Session) State() tls.ConnectionState {
 	if s.state.Load() != stateEstablished {

@@ -109,7 +109,7 @@ func (c *shim) Read(p []byte) (int, error) {
 // so Session.Decrypt knows that only the shim can hold more, and calls Read
 // again only when the shim holds enough for progress (progressLocked). Each
 // Read that finds nothing costs crypto/tls an allocation (the atLeastReader
-// in readFromUntil, conn.go:838) for nothing.
+// in readFromUntil, conn.go:837) for nothing.
 func (c *shim) readLocked(p []byte) int {
 	n := 0
 	for n < len(p) {
@@ -228,7 +228,7 @@ func (c *shim) Write(p []byte) (int, error) {
 }
 
 // Close implements net.Conn. crypto/tls calls it from the context.AfterFunc
-// of HandshakeContext (conn.go:1536) when the handshake context ends; it
+// of HandshakeContext (conn.go:1538) when the handshake context ends; it
 // wakes a Read blocked in the handshake.
 func (c *shim) Close() error {
 	c.mu.Lock()
@@ -243,7 +243,7 @@ func (c *shim) LocalAddr() net.Addr  { return c.local }
 func (c *shim) RemoteAddr() net.Addr { return c.remote }
 
 // Deadlines are the caller's business (the handshake context); crypto/tls
-// only sets write deadlines around close_notify (conn.go:1478, conn.go:1482),
+// only sets write deadlines around close_notify (conn.go:1477, conn.go:1481),
 // and writes here never block.
 func (c *shim) SetDeadline(time.Time) error      { return nil }
 func (c *shim) SetReadDeadline(time.Time) error  { return nil }
