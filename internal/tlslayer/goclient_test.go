@@ -189,3 +189,48 @@ func TestGoClientBulkEcho(t *testing.T) {
 		}
 	}
 }
+
+// Many clients at once, mixed versions, each echoing 256 KiB: the
+// handshake goroutines and the per-connection loops run concurrently
+// (which is what the race detector needs to see).
+func TestGoClientConcurrent(t *testing.T) {
+	p := getPKI(t)
+	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+	const clients, size = 32, 256 << 10
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	errc := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			errc <- func() error {
+				c, err := dialTLS(t, ts.addr(), p.clientConfig(versions[i%2].v))
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				go func() {
+					c.Write(data)
+					c.CloseWrite()
+				}()
+				got, err := io.ReadAll(c)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, data) {
+					return errors.New("echo differs")
+				}
+				return nil
+			}()
+		}()
+	}
+	for range clients {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	for range clients {
+		if r := ts.result(t); ReasonOf(r.err) != ReasonEOF || r.echoed != size {
+			t.Errorf("server: %v, echoed %d", r.err, r.echoed)
+		}
+	}
+}
