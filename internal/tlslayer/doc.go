@@ -128,5 +128,5 @@
 // c.rawInput and c.hand (bytes.Buffers sized by the largest record and
 // handshake message seen: the ClientHello, about 1.5 KB with a TLS 1.3
 // hybrid key share, or a 16 KiB record), and the parsed peer certificates.
-// Release drops only the shim's buffers. TestIdleMemory logs the figures.
+// Release drops only the shim's buffers. BenchmarkIdleMemory reports the figures.
 package tlslayer

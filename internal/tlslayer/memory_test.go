@@ -30,7 +30,7 @@ func usage() (heap, stack int64) {
 // each did a handshake and echoed one message of msgSize bytes, then
 // (if release) Release. Measured as the drop when they are freed, so that
 // whatever else is alive does not count.
-func sessionIdleMemory(t *testing.T, scfg, ccfg *tls.Config, msgSize int, release bool) memFigure {
+func sessionIdleMemory(t testing.TB, scfg, ccfg *tls.Config, msgSize int, release bool) memFigure {
 	sessions := make([]*Session, 0, idleConns)
 	msg := make([]byte, msgSize)
 	for range idleConns {
@@ -52,7 +52,7 @@ func sessionIdleMemory(t *testing.T, scfg, ccfg *tls.Config, msgSize int, releas
 // goroutine per connection blocked in tls.Conn.Read with a 4 KiB buffer.
 // The clients live in the same process; they stay alive while the server
 // side is closed, so the drop is the server side's.
-func netIdleMemory(t *testing.T, scfg, ccfg *tls.Config, msgSize int) memFigure {
+func netIdleMemory(t testing.TB, scfg, ccfg *tls.Config, msgSize int) memFigure {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,35 +119,42 @@ func netIdleMemory(t *testing.T, scfg, ccfg *tls.Config, msgSize int) memFigure 
 	return memFigure{(h1 - h0) / idleConns, (s1 - s0) / idleConns}
 }
 
-// TestIdleMemory logs what an idle established connection costs: a
-// Session (all the TLS state the loop would keep) against a net +
-// crypto/tls server's connection. It asserts nothing.
-func TestIdleMemory(t *testing.T) {
+// BenchmarkIdleMemory measures what an idle established connection costs,
+// in one run: a Session (all the TLS state the loop would keep), with and
+// without Release, after a 16 KiB echo, with a client certificate, and a
+// net + crypto/tls server's connection (heap and goroutine stack). Each
+// iteration builds idleConns connections per figure; run it once:
+//
+//	go test -run '^$' -bench IdleMemory -benchtime 1x ./internal/tlslayer
+//
+// It is a benchmark so that the ordinary test run does not pay for 10,000
+// handshakes; it asserts nothing.
+func BenchmarkIdleMemory(b *testing.B) {
 	if raceEnabled {
-		t.Skip("memory figures are measured without the race detector")
+		b.Skip("memory figures are measured without the race detector")
 	}
-	if testing.Short() {
-		t.Skip("short")
-	}
-	p := getPKI(t)
+	p := getPKI(b)
 	for _, v := range versions {
-		t.Run(v.name, func(t *testing.T) {
+		b.Run(v.name, func(b *testing.B) {
 			scfg, ccfg := p.serverConfig(false), p.clientConfig(v.v)
-			sess := sessionIdleMemory(t, scfg, ccfg, 64, true)
-			noRel := sessionIdleMemory(t, scfg, ccfg, 64, false)
-			big := sessionIdleMemory(t, scfg, ccfg, 16384, true)
-
 			mcfg, mccfg := p.serverConfig(true), p.clientConfig(v.v)
 			mccfg.Certificates = []tls.Certificate{p.client}
-			mtls := sessionIdleMemory(t, mcfg, mccfg, 64, true)
-
-			nt := netIdleMemory(t, scfg, ccfg, 64)
-			t.Logf("%s, per idle connection, after a 64-byte echo:", v.name)
-			t.Logf("  Session, after Release:             %6d B heap", sess.heap)
-			t.Logf("  Session, without Release:           %6d B heap", noRel.heap)
-			t.Logf("  Session, after a 16 KiB echo:       %6d B heap (crypto/tls keeps its record buffer)", big.heap)
-			t.Logf("  Session, client certificate:        %6d B heap (the parsed peer chain is kept)", mtls.heap)
-			t.Logf("  net + crypto/tls, goroutine/conn:   %6d B heap + %6d B stack = %d B", nt.heap, nt.stack, nt.heap+nt.stack)
+			var sess, noRel, big, mtls, nt memFigure
+			for range b.N {
+				sess = sessionIdleMemory(b, scfg, ccfg, 64, true)
+				noRel = sessionIdleMemory(b, scfg, ccfg, 64, false)
+				big = sessionIdleMemory(b, scfg, ccfg, 16384, true)
+				mtls = sessionIdleMemory(b, mcfg, mccfg, 64, true)
+				nt = netIdleMemory(b, scfg, ccfg, 64)
+			}
+			b.ReportMetric(float64(sess.heap), "B/session")
+			b.ReportMetric(float64(nt.heap+nt.stack), "B/net-conn")
+			b.Logf("%s, per idle connection, after a 64-byte echo (%d connections each):", v.name, idleConns)
+			b.Logf("  Session, after Release:             %6d B heap", sess.heap)
+			b.Logf("  Session, without Release:           %6d B heap", noRel.heap)
+			b.Logf("  Session, after a 16 KiB echo:       %6d B heap (crypto/tls keeps its record buffer)", big.heap)
+			b.Logf("  Session, client certificate:        %6d B heap (the parsed peer chain is kept)", mtls.heap)
+			b.Logf("  net + crypto/tls, goroutine/conn:   %6d B heap + %6d B stack = %d B", nt.heap, nt.stack, nt.heap+nt.stack)
 		})
 	}
 }
