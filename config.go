@@ -1,6 +1,7 @@
 package frameloop
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,22 @@ type Config struct {
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header at the start
 	// of every connection.
 	ProxyProtocol bool
+
+	// TLS, when set, serves every connection over TLS with the standard
+	// library's crypto/tls (after its PROXY header, if any). The handshake
+	// runs on a goroutine of its own; once established, records are
+	// decrypted and encrypted on the loop (tls.go). Share one *tls.Config:
+	// session tickets are keyed per Config.
+	TLS *tls.Config
+
+	// TLSHandshakeTimeout closes a connection whose handshake has not
+	// completed this long after it was accepted. Default 10 s.
+	TLSHandshakeTimeout time.Duration
+
+	// MaxHandshakes bounds the handshakes in progress at once, across all
+	// loops: each runs on a goroutine. Connections past it wait unread, in
+	// the kernel, without a goroutine. Default 64.
+	MaxHandshakes int
 
 	// Logger receives the server's logs. Default: none.
 	Logger *slog.Logger
@@ -213,6 +230,21 @@ func (c Config) resolve() (*config, error) {
 	case r.MaxInputMemory > 0 && r.MaxInputMemory < leastInput:
 		return nil, fmt.Errorf("Config.MaxInputMemory must hold at least one maximum frame (%d bytes with MaxMessage %d), got %d",
 			leastInput, r.MaxMessage, c.MaxInputMemory)
+	}
+	if r.TLSHandshakeTimeout == 0 {
+		r.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if r.TLSHandshakeTimeout < 0 || r.TLSHandshakeTimeout > maxTimeout {
+		return nil, fmt.Errorf("Config.TLSHandshakeTimeout must be from 0 to %v, got %v", maxTimeout, c.TLSHandshakeTimeout)
+	}
+	if r.MaxHandshakes == 0 {
+		r.MaxHandshakes = 64
+	}
+	if r.MaxHandshakes < 0 {
+		return nil, fmt.Errorf("Config.MaxHandshakes must be at least 1, got %d", c.MaxHandshakes)
+	}
+	if r.TLS != nil && len(r.TLS.Certificates) == 0 && r.TLS.GetCertificate == nil && r.TLS.GetConfigForClient == nil {
+		return nil, errors.New("Config.TLS has no certificate (Certificates, GetCertificate or GetConfigForClient)")
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

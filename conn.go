@@ -226,11 +226,12 @@ func (c *Conn) Queued() int {
 type phase uint8
 
 const (
-	phaseFree    phase = iota
-	phaseProxy         // waiting for the PROXY protocol header
-	phaseOpen          // serving frames
-	phaseClosing       // reading stopped; closes once output is flushed
-	phaseLinger        // output flushed, write side shut: discarding input until the peer is done (lifecycle.go)
+	phaseFree      phase = iota
+	phaseProxy           // waiting for the PROXY protocol header
+	phaseHandshake       // TLS handshake in progress (tls.go)
+	phaseOpen            // serving frames
+	phaseClosing         // reading stopped; closes once output is flushed
+	phaseLinger          // output flushed, write side shut: discarding input until the peer is done (lifecycle.go)
 )
 
 // connState is the pooled state behind a Conn. The loop owns every field
@@ -334,6 +335,7 @@ const (
 	timerQuiet
 	timerWrite
 	timerLinger
+	timerHandshake
 )
 
 // acceptsFrames says whether frames read from st are still delivered:

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/frameloop/frameloop/internal/sock"
+	"github.com/frameloop/frameloop/internal/tlslayer"
 )
 
 // connExt is what a Conn holds only when asked for: see Conn.ext.
@@ -14,6 +15,7 @@ type connExt struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	proxy  *ProxyHeader
+	tls    *tlslayer.Session
 }
 
 // extLocked returns c's extension, creating it; outMu must be held.

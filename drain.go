@@ -58,7 +58,7 @@ func (l *loop) beginShutdown() {
 // Connections already closing finish as they were.
 func (l *loop) drainConn(st *connState) {
 	switch st.phase {
-	case phaseProxy:
+	case phaseProxy, phaseHandshake:
 		l.closeNow(st, ReasonShutdown, ErrServerClosed)
 	case phaseOpen:
 		fd := int(st.fd)

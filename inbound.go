@@ -38,6 +38,9 @@ func (l *loop) readable(st *connState) {
 	case phaseProxy:
 		l.readProxy(st)
 		return
+	case phaseHandshake:
+		l.readHandshake(st)
+		return
 	case phaseClosing:
 		return
 	}
@@ -49,11 +52,16 @@ func (l *loop) readable(st *connState) {
 			return
 		}
 		// A frame larger than the shared buffer is read straight into its
-		// own buffer, saving a copy per read.
-		if total-len(st.in.B) >= len(l.rbuf) {
+		// own buffer, saving a copy per read (not through TLS, where the
+		// bytes read are ciphertext).
+		if total-len(st.in.B) >= len(l.rbuf) && l.tls == nil {
 			l.readLarge(st, total)
 			return
 		}
+	}
+	if l.tls != nil {
+		l.readTLS(st)
+		return
 	}
 	buf := l.rbuf
 	if l.srv.inmem.tight() {

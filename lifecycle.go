@@ -38,7 +38,7 @@ func (l *loop) open(fd int, addr sock.Addr) *connState {
 	st.fd = int32(fd)
 	st.phase = phaseOpen
 	if l.cfg.ProxyProtocol {
-		st.phase = phaseProxy
+		st.phase = phaseProxy // then TLS, if any (proxy.go)
 	}
 	c := &Conn{st: st, gen: st.gen, addr: addr}
 	st.conn = c
@@ -62,7 +62,11 @@ func (l *loop) open(fd int, addr sock.Addr) *connState {
 	l.nconns++
 	l.stats.accepted++
 	l.setIdle(st)
-	if st.phase == phaseOpen {
+	switch {
+	case st.phase == phaseProxy:
+	case l.cfg.TLS != nil:
+		l.startTLS(st)
+	default:
 		l.greet(st)
 	}
 	return st
@@ -158,6 +162,15 @@ func (l *loop) abort(st *connState, reason CloseReason) {
 // stop moving for lingerTimeout.
 func (l *loop) finishClose(st *connState) {
 	l.dropIn(st)
+	if tc := l.tlsOf(st); tc != nil && !tc.notified {
+		// close_notify goes after the last reply; the flush that sends it
+		// finishes the close.
+		l.closeNotify(st, tc)
+		if st.queued.Load() > 0 {
+			l.markDirty(st)
+			return
+		}
+	}
 	if st.eof {
 		l.closeNow(st, st.reason, st.reason.err())
 		return
@@ -205,6 +218,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	st.timerList = timerNone
 	l.conns[fd] = nil
 	l.dropIn(st)
+	l.dropTLS(st)
 	if st.memPaused {
 		l.memWaiting.Add(-1)
 	}
@@ -216,7 +230,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	l.outMu.Unlock()
 
 	c := st.conn
-	wasOpen := st.phase != phaseProxy
+	wasOpen := st.phase != phaseProxy && st.phase != phaseHandshake
 	st.conn = nil
 	st.fd = -1
 	st.interest = 0
@@ -242,7 +256,7 @@ func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 // almost always writable, and watching it for nothing would spin.
 func (l *loop) setInterest(st *connState) {
 	var want poller.Interest
-	if !st.readPaused && !st.memPaused && !st.userPaused && st.phase != phaseClosing {
+	if !st.readPaused && !st.memPaused && !st.userPaused && st.phase != phaseClosing && l.tlsMayRead(st) {
 		want |= poller.Read
 	}
 	if st.waitWrite {
@@ -280,6 +294,8 @@ func (l *loop) setTimer(st *connState, which timerList) {
 		}
 	case timerLinger:
 		list = &l.linger
+	case timerHandshake:
+		list = &l.handshake
 	}
 	if list == nil {
 		st.timer.Remove()

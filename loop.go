@@ -32,6 +32,7 @@ const (
 	reqAccept                      // a slot freed: accept again if paused at the cap
 	reqHandoff                     // connections wait in handoffs
 	reqMemory                      // input memory freed: retry connections waiting for it
+	reqTLS                         // TLS handshakes reported, or a handshake slot freed
 )
 
 // loop is one event loop: a poller, the connections it watches, their
@@ -72,11 +73,20 @@ type loop struct {
 	// connections with their own (idle.go).
 	idleLists            []*deadline.List
 	quiet, write, linger deadline.List
+	handshake            deadline.List // TLS handshakes not complete
 
 	acceptor sock.Acceptor
 	accept   func(lfd int) (int, sock.Addr, error) // acceptor.Accept; tests replace it
 	ln       listener
 	draining bool
+
+	// TLS (tls.go), by descriptor; nil without Config.TLS. hsWait lists
+	// the connections waiting for a handshake slot; plain receives what
+	// Decrypt produces.
+	tls       []*tlsConn
+	hsWait    []connRef
+	hsWaiting atomic.Bool
+	plain     []byte
 
 	// memWait lists, oldest first, the connections paused until the input
 	// budget has room (inbuf.go); memWaiting counts the live ones.
@@ -100,8 +110,11 @@ type loop struct {
 	dirty    []connRef // connections with output or a close request to handle
 	handoffs []handoff // connections accepted by another loop for this one
 	shared   sharedStats
-	slots    []*slot        // free reply slots (reply.go)
-	wrappers []*bufpool.Buf // empty buffer wrappers for reply placeholders
+	slots    []*slot // free reply slots (reply.go)
+	// tlsEvents are the TLS connections whose handshake goroutine has
+	// something for the loop (tls.go); tlsEventsSpare is their next slice.
+	tlsEvents, tlsEventsSpare []*tlsConn
+	wrappers                  []*bufpool.Buf // empty buffer wrappers for reply placeholders
 
 	flushing []connRef // the dirty batch being handled; loop-only
 	stats    loopStats // loop-only; published into shared before each wait
@@ -140,9 +153,14 @@ func newLoop(s *Server, id int, p poller.Poller) *loop {
 		outFormat: s.cfg.outFormat,
 	}
 	l.accept = l.acceptor.Accept
+	if s.cfg.TLS != nil {
+		l.plain = make([]byte, readBufferSize)
+		l.tls = make([]*tlsConn, 0)
+	}
 	l.idleLists = []*deadline.List{new(deadline.List)}
 	l.idleLists[0].Init(s.cfg.IdleTimeout)
 	l.quiet.Init(drainQuiet)
+	l.handshake.Init(s.cfg.TLSHandshakeTimeout)
 	l.write.Init(s.cfg.WriteTimeout)
 	l.linger.Init(lingerPoll)
 	l.proxyWarn.every = warnEvery
@@ -226,7 +244,7 @@ func (l *loop) publishLocked() {
 // milliseconds, or -1 when nothing is due.
 func (l *loop) timeoutMs() int {
 	next := int64(math.MaxInt64)
-	for _, list := range [...]*deadline.List{&l.quiet, &l.write, &l.linger} {
+	for _, list := range [...]*deadline.List{&l.quiet, &l.write, &l.linger, &l.handshake} {
 		if at, ok := list.Next(); ok && at < next {
 			next = at
 		}
@@ -352,6 +370,9 @@ func (l *loop) serveRequests() {
 	if req&reqMemory != 0 {
 		l.retryMemoryWaiters()
 	}
+	if req&reqTLS != 0 {
+		l.serveTLS()
+	}
 }
 
 // closeAll closes every connection at once, for a forced shutdown.
@@ -403,6 +424,7 @@ func (l *loop) expire() {
 		{&l.quiet, (*loop).quietExpired},
 		{&l.write, (*loop).writeExpired},
 		{&l.linger, (*loop).lingerExpired},
+		{&l.handshake, (*loop).handshakeExpired},
 	}
 	for _, x := range lists {
 		l.expireList(x.list, x.expired)

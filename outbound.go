@@ -31,36 +31,14 @@ func (l *loop) flush(st *connState, writable bool) {
 		st.phase, st.reason, st.readPaused = phaseClosing, ReasonLocal, false
 	}
 	gen := st.gen
-	progress := false
-	blocked := st.waitWrite && !writable
-	for round := 0; round < writeRounds; round++ {
-		l.outMu.Lock()
-		st.clearCtl(ctlDirty) // this flush takes care of what was written so far
-		var bufs [][]byte
-		var total int
-		if !blocked {
-			bufs, total = l.gather(st)
-		}
-		l.outMu.Unlock()
-		if total == 0 {
-			break
-		}
-		n, err := l.wv.Writev(int(st.fd), bufs)
-		clear(bufs)
-		if err != nil && err != unix.EAGAIN {
-			l.closeNow(st, reasonForError(err), err)
-			return
-		}
-		if n > 0 {
-			l.outMu.Lock()
-			st.consumeOutput(n)
-			l.outMu.Unlock()
-			l.stats.bytesOut += uint64(n)
-			progress = true
-		}
-		if blocked = n < total; blocked {
-			break
-		}
+	var blocked, progress, ok bool
+	if tc := l.tlsOf(st); tc != nil {
+		blocked, progress, ok = l.writeTLS(st, tc, writable)
+	} else {
+		blocked, progress, ok = l.writePlain(st, writable)
+	}
+	if !ok {
+		return // closed
 	}
 
 	// What is left waits either for the socket — write interest, and the
@@ -95,6 +73,43 @@ func (l *loop) flush(st *connState, writable bool) {
 	if st.phase == phaseClosing && st.queued.Load() == 0 && !st.holdsUndelivered() {
 		l.finishClose(st)
 	}
+}
+
+// writePlain writes st's queued output with one writev per round. It
+// returns whether the socket refused some (blocked) and whether it took
+// anything; ok is false if st closed.
+func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, ok bool) {
+	blocked = st.waitWrite && !writable
+	for round := 0; round < writeRounds; round++ {
+		l.outMu.Lock()
+		st.clearCtl(ctlDirty) // this flush takes care of what was written so far
+		var bufs [][]byte
+		var total int
+		if !blocked {
+			bufs, total = l.gather(st)
+		}
+		l.outMu.Unlock()
+		if total == 0 {
+			break
+		}
+		n, err := l.wv.Writev(int(st.fd), bufs)
+		clear(bufs)
+		if err != nil && err != unix.EAGAIN {
+			l.closeNow(st, reasonForError(err), err)
+			return false, progress, false
+		}
+		if n > 0 {
+			l.outMu.Lock()
+			st.consumeOutput(n)
+			l.outMu.Unlock()
+			l.stats.bytesOut += uint64(n)
+			progress = true
+		}
+		if blocked = n < total; blocked {
+			break
+		}
+	}
+	return blocked, progress, true
 }
 
 // gather lists the queued buffers for one writev, up to the first reply

@@ -41,7 +41,7 @@ func (l *loop) readProxy(st *connState) {
 		st.conn.addr = sock.AddrFromAddrPort(hdr.Source)
 	}
 	st.conn.setProxyHeader(hdr, data[:used])
-	st.phase = phaseOpen
+	st.phase = phaseOpen // or a TLS handshake, below
 	if st.in != nil {
 		// The frames after the header are decoded from the header's
 		// buffer, which must not pass for an unfinished frame meanwhile.
@@ -50,6 +50,16 @@ func (l *loop) readProxy(st *connState) {
 		defer l.releaseDetached(in, charge)
 	}
 	gen := st.gen
+	if l.cfg.TLS != nil {
+		l.startTLS(st)
+		if rest := data[used:]; len(rest) > 0 {
+			// The ClientHello, right behind the header.
+			if _, err := l.tlsOf(st).sess.Feed(rest); err != nil {
+				l.tlsFailed(st, l.tlsOf(st), err, true)
+			}
+		}
+		return
+	}
 	l.greet(st)
 	if rest := data[used:]; len(rest) > 0 && st.gen == gen && st.acceptsFrames() {
 		frames := l.stats.framesIn

@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/frameloop/frameloop/internal/poller"
 	"github.com/frameloop/frameloop/internal/sock"
+	"github.com/frameloop/frameloop/internal/tlslayer"
 )
 
 // Server serves a Handler over length-prefixed frames.
@@ -21,6 +23,10 @@ type Server struct {
 	epoch time.Time
 	adm   admission
 	inmem inputBudget
+	// handshakes holds a token per TLS handshake running (tls.go);
+	// handshaking counts them for Stats.
+	handshakes  chan struct{}
+	handshaking atomic.Int64
 
 	mu     sync.Mutex
 	state  serverState
@@ -58,6 +64,7 @@ func New(h Handler, cfg Config) (*Server, error) {
 	s.adm.max = int64(rc.MaxConns)
 	s.adm.resume = s.resumeAccepting
 	s.inmem.limit = max(rc.MaxInputMemory, 0)
+	s.handshakes = make(chan struct{}, rc.MaxHandshakes)
 	return s, nil
 }
 
@@ -344,7 +351,21 @@ func (s *Server) Stats() Stats {
 		st.AcceptPaused = st.AcceptPaused || sh.loop.acceptPaused
 		st.Panics += sh.loop.panics
 		st.MemoryPauses += sh.loop.memPauses
+		st.TLSHandshakes += sh.loop.tlsOK
+		for r, n := range sh.loop.tlsFailed {
+			if n > 0 {
+				if st.TLSHandshakeFailures == nil {
+					st.TLSHandshakeFailures = map[string]uint64{}
+				}
+				st.TLSHandshakeFailures[tlslayer.Reason(r).String()] += n
+			}
+		}
+		for i, n := range sh.loop.tlsLatency.counts {
+			st.TLSHandshakeLatency[i] += n
+		}
+		st.TLSHandshakeLatencySum += time.Duration(sh.loop.tlsLatency.sum)
 	}
+	st.TLSHandshaking = int(s.handshaking.Load())
 	st.InputMemory = s.inmem.used.Load()
 	return st
 }

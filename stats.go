@@ -3,6 +3,9 @@ package frameloop
 import (
 	"errors"
 	"syscall"
+	"time"
+
+	"github.com/frameloop/frameloop/internal/tlslayer"
 )
 
 // CloseReason says why a connection closed.
@@ -20,12 +23,13 @@ const (
 	ReasonLocal                           // the application called Close
 	ReasonPanic                           // a handler callback panicked
 	ReasonBadFrame                        // a malformed length field (varint too long, negative size)
+	ReasonTLS                             // a failed TLS handshake, a bad TLS record
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer_closed", "idle_timeout", "write_timeout", "oversize", "reset",
-	"shutdown", "proxy_header", "error", "local", "panic", "bad_frame",
+	"shutdown", "proxy_header", "error", "local", "panic", "bad_frame", "tls",
 }
 
 // String is the reason's metric label, e.g. "idle_timeout".
@@ -66,6 +70,8 @@ func (r CloseReason) err() error {
 		return ErrHandlerPanic
 	case ReasonBadFrame:
 		return ErrBadFrame
+	case ReasonTLS:
+		return ErrTLS
 	}
 	return nil
 }
@@ -111,6 +117,17 @@ type Stats struct {
 	// MemoryPauses counts the times a connection stopped being read
 	// because buffering its frame would pass Config.MaxInputMemory.
 	MemoryPauses uint64
+
+	// With Config.TLS: handshakes completed, failed by reason ("timeout",
+	// "eof", "bad_record", "handshake_failure", "bad_certificate",
+	// "overflow", "closed", "other"), running now, and how long the
+	// completed ones took from the accept: counts per bucket of
+	// TLSHandshakeBuckets (one more for the slower ones) and their sum.
+	TLSHandshakes          uint64
+	TLSHandshakeFailures   map[string]uint64
+	TLSHandshaking         int
+	TLSHandshakeLatency    [len(TLSHandshakeBuckets) + 1]uint64
+	TLSHandshakeLatencySum time.Duration
 }
 
 // ClosedBy is the number of connections closed for reason r.
@@ -128,6 +145,9 @@ type loopStats struct {
 	memPauses    uint64
 	panics       uint64
 	acceptPaused bool
+	tlsOK        uint64
+	tlsFailed    [tlslayer.ReasonOther + 1]uint64
+	tlsLatency   latencyHistogram
 }
 
 // sharedStats are guarded by loop.outMu.

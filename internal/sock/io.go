@@ -56,3 +56,7 @@ func Unsent(fd int) int {
 	}
 	return n
 }
+
+// Write writes p (which must not be empty) to fd, retrying EINTR; EAGAIN
+// comes back as an error.
+func Write(fd int, p []byte) (int, error) { return write(fd, p) }

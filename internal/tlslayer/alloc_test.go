@@ -1,3 +1,8 @@
+//go:build !race
+
+// Allocation counts mean nothing under the race detector, which allocates
+// on its own: built without it (README's test command runs them so).
+
 package tlslayer
 
 import (
@@ -8,32 +13,16 @@ import (
 // more, as a warm-up).
 const allocRuns = 200
 
-// records has the client of an established pair produce n records of
-// size bytes each, one per Write, and returns them separately: a record
-// can be decrypted once only (its sequence number).
-func records(tb testing.TB, pr *pair, n, size int) [][]byte {
-	tb.Helper()
-	msg := make([]byte, size)
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = pr.send(tb, msg)
-	}
-	return out
-}
-
 // Steady-state Decrypt of one small record and Encrypt of one small
 // message, after the handshake, with buffers reused. The counts are
 // logged; crypto/tls's share is explained in the package documentation.
 // They are asserted against what crypto/tls 1.26 is known to do, so that
 // a regression in this package (or a change in crypto/tls) shows.
 func TestAllocateSteadyState(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are measured without the race detector")
-	}
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			pr.echo(t, []byte("warm up"))
 			pr.s.Release()
 

@@ -53,7 +53,7 @@ func expectClosed(tb testing.TB, c net.Conn) []byte {
 
 func TestPlaintextGarbage(t *testing.T) {
 	p := getPKI(t)
-	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+	ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 	c := rawDial(t, ts.addr())
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -68,8 +68,8 @@ func TestPlaintextGarbage(t *testing.T) {
 
 func TestTruncatedClientHello(t *testing.T) {
 	p := getPKI(t)
-	hello := captureClientHello(t, p.clientConfig(tls.VersionTLS13))
-	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+	hello := captureClientHello(t, p.ClientConfig(tls.VersionTLS13))
+	ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 	c := rawDial(t, ts.addr())
 	defer c.Close()
 	c.Write(hello[:len(hello)/2])
@@ -84,8 +84,8 @@ func TestTruncatedClientHello(t *testing.T) {
 // the handshake goroutine is gone.
 func TestStalledHandshake(t *testing.T) {
 	p := getPKI(t)
-	hello := captureClientHello(t, p.clientConfig(tls.VersionTLS13))
-	ts := startLoopServer(t, p.serverConfig(false), Options{HandshakeTimeout: 300 * time.Millisecond}, 0)
+	hello := captureClientHello(t, p.ClientConfig(tls.VersionTLS13))
+	ts := startLoopServer(t, p.ServerConfig(false), Options{HandshakeTimeout: 300 * time.Millisecond}, 0)
 	c := rawDial(t, ts.addr())
 	defer c.Close()
 	start := time.Now()
@@ -106,8 +106,8 @@ func TestStalledHandshake(t *testing.T) {
 // its flight and waits for the client's).
 func TestStalledAfterClientHello(t *testing.T) {
 	p := getPKI(t)
-	hello := captureClientHello(t, p.clientConfig(tls.VersionTLS12))
-	ts := startLoopServer(t, p.serverConfig(false), Options{HandshakeTimeout: 300 * time.Millisecond}, 0)
+	hello := captureClientHello(t, p.ClientConfig(tls.VersionTLS12))
+	ts := startLoopServer(t, p.ServerConfig(false), Options{HandshakeTimeout: 300 * time.Millisecond}, 0)
 	c := rawDial(t, ts.addr())
 	defer c.Close()
 	c.Write(hello)
@@ -126,10 +126,10 @@ func TestGarbageRecordsAfterHandshake(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+			ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 			raw := rawDial(t, ts.addr())
 			defer raw.Close()
-			c := tls.Client(raw, p.clientConfig(v.v))
+			c := tls.Client(raw, p.ClientConfig(v.v))
 			roundTrip(t, c, "before the garbage")
 			garbage := append([]byte{0x17, 0x03, 0x03, 0x00, 0x40}, []byte(strings.Repeat("garbage!", 8))...)
 			raw.Write(garbage)
@@ -151,10 +151,10 @@ func TestOversizedRecordOverTCP(t *testing.T) {
 	flood := make([]byte, 1<<20)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+			ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 			raw := rawDial(t, ts.addr())
 			defer raw.Close()
-			c := tls.Client(raw, p.clientConfig(v.v))
+			c := tls.Client(raw, p.ClientConfig(v.v))
 			roundTrip(t, c, "before the oversized header")
 			raw.Write([]byte{0x17, 0x03, 0x03, 0xff, 0xff})
 			go raw.Write(flood) // fails once the server has closed
@@ -167,7 +167,7 @@ func TestOversizedRecordOverTCP(t *testing.T) {
 		})
 	}
 	t.Run("first record", func(t *testing.T) {
-		ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+		ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 		raw := rawDial(t, ts.addr())
 		defer raw.Close()
 		raw.Write([]byte{0x16, 0x03, 0x01, 0x48, 0x01})
@@ -186,12 +186,12 @@ func TestOversizedRecordOverTCP(t *testing.T) {
 // held more than the bound plus one read.
 func TestHandshakeFlood(t *testing.T) {
 	p := getPKI(t)
-	cfg := p.serverConfig(false)
+	cfg := p.ServerConfig(false)
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		<-hello.Context().Done()
 		return nil, hello.Context().Err()
 	}
-	hello := captureClientHello(t, p.clientConfig(tls.VersionTLS13))
+	hello := captureClientHello(t, p.ClientConfig(tls.VersionTLS13))
 	const bound, readSize = 32 << 10, 64 << 10
 	ts := startLoopServer(t, cfg, Options{MaxBufferedInput: bound, HandshakeTimeout: 500 * time.Millisecond}, 0)
 	raw := rawDial(t, ts.addr())

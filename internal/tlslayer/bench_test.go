@@ -14,7 +14,7 @@ func BenchmarkDecryptEncrypt(b *testing.B) {
 	for _, v := range versions {
 		for _, size := range []int{64, 4000} {
 			b.Run(fmt.Sprintf("%s/%dB", v.name, size), func(b *testing.B) {
-				pr := mustPair(b, p.serverConfig(false), p.clientConfig(v.v))
+				pr := mustPair(b, p.ServerConfig(false), p.ClientConfig(v.v))
 				pr.echo(b, []byte("warm up"))
 				const batch = 512
 				plain := make([]byte, 32<<10)

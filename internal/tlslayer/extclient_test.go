@@ -11,15 +11,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/frameloop/frameloop/internal/testkit"
 )
 
+// needTool returns the path of a client program the test runs; a missing
+// one fails the test (CI installs it), never skips it.
 func needTool(tb testing.TB, name string) string {
 	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		tb.Skipf("%s not installed", name)
-	}
-	return path
+	return testkit.RequireTool(tb, name, name)
 }
 
 // A line with a tab, UTF-8 and bytes openssl must not touch.
@@ -31,10 +31,10 @@ const extLine = "frameloop ⇄ external client\t0123456789 ~!@#$%^&*()_+\n"
 func TestOpenSSLClient(t *testing.T) {
 	openssl := needTool(t, "openssl")
 	p := getPKI(t)
-	ca := p.caFile(t)
+	ca := p.CAFile(t)
 	for _, v := range []struct{ flag, name string }{{"-tls1_2", "TLSv1.2"}, {"-tls1_3", "TLSv1.3"}} {
 		t.Run(v.name, func(t *testing.T) {
-			ts := startLoopServer(t, p.serverConfig(false), Options{}, len(extLine))
+			ts := startLoopServer(t, p.ServerConfig(false), Options{}, len(extLine))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", ts.addr(), v.flag,
@@ -118,8 +118,8 @@ func interactiveSClient(t *testing.T, addr, ca, version string) (*exec.Cmd, io.W
 // the echo that follows is encrypted under the new key.
 func TestOpenSSLKeyUpdate(t *testing.T) {
 	p := getPKI(t)
-	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
-	cmd, stdin, stdout, stderr := interactiveSClient(t, ts.addr(), p.caFile(t), "-tls1_3")
+	ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
+	cmd, stdin, stdout, stderr := interactiveSClient(t, ts.addr(), p.CAFile(t), "-tls1_3")
 	io.WriteString(stdin, "K\n")
 	stderr.waitFor(t, "KEYUPDATE")
 	io.WriteString(stdin, "after the key update\n")
@@ -140,8 +140,8 @@ func TestOpenSSLKeyUpdate(t *testing.T) {
 // an unexpected_message alert.
 func TestOpenSSLRenegotiationRefused(t *testing.T) {
 	p := getPKI(t)
-	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
-	cmd, stdin, _, stderr := interactiveSClient(t, ts.addr(), p.caFile(t), "-tls1_2")
+	ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
+	cmd, stdin, _, stderr := interactiveSClient(t, ts.addr(), p.CAFile(t), "-tls1_2")
 	io.WriteString(stdin, "R\n")
 	stderr.waitFor(t, "RENEGOTIATING")
 	cmd.Wait()
@@ -184,13 +184,13 @@ sys.stdout.buffer.write(bytes(got))
 func TestPythonClient(t *testing.T) {
 	python := needTool(t, "python3")
 	p := getPKI(t)
-	ca := p.caFile(t)
+	ca := p.CAFile(t)
 	blob := make([]byte, 100_000)
 	rand.NewChaCha8([32]byte{9}).Read(blob)
 	input := append([]byte(extLine), blob...)
 	for _, v := range []struct{ arg, name string }{{"1.2", "TLSv1.2"}, {"1.3", "TLSv1.3"}} {
 		t.Run(v.name, func(t *testing.T) {
-			ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+			ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 			host, port, _ := strings.Cut(ts.addr(), ":")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

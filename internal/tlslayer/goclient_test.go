@@ -44,9 +44,9 @@ func TestGoClient(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			ts := startLoopServer(t, p.serverConfig(true), Options{}, 0)
-			cc := p.clientConfig(v.v)
-			cc.Certificates = []tls.Certificate{p.client}
+			ts := startLoopServer(t, p.ServerConfig(true), Options{}, 0)
+			cc := p.ClientConfig(v.v)
+			cc.Certificates = []tls.Certificate{p.Client}
 			cc.ClientSessionCache = tls.NewLRUClientSessionCache(8)
 
 			for i, wantResume := range []bool{false, true} {
@@ -65,7 +65,7 @@ func TestGoClient(t *testing.T) {
 				if st.Version != v.v || st.NegotiatedProtocol != "x-frameloop" || st.DidResume != wantResume {
 					t.Fatalf("conn %d: server sees version %x alpn %q resumed %v", i, st.Version, st.NegotiatedProtocol, st.DidResume)
 				}
-				if len(st.PeerCertificates) == 0 || st.PeerCertificates[0].Subject.CommonName != p.clientName {
+				if len(st.PeerCertificates) == 0 || st.PeerCertificates[0].Subject.CommonName != p.ClientName {
 					t.Fatalf("conn %d: server sees peer certificates %v", i, st.PeerCertificates)
 				}
 				if !wantResume && len(st.VerifiedChains) == 0 {
@@ -87,12 +87,12 @@ func TestGoClientCertificateRefused(t *testing.T) {
 			certs  []tls.Certificate
 			detail string
 		}{
-			{"self-signed", []tls.Certificate{p.rogue}, "certificate signed by unknown authority"},
+			{"self-signed", []tls.Certificate{p.Rogue}, "certificate signed by unknown authority"},
 			{"none", nil, "didn't provide a certificate"},
 		} {
 			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
-				ts := startLoopServer(t, p.serverConfig(true), Options{}, 0)
-				cc := p.clientConfig(v.v)
+				ts := startLoopServer(t, p.ServerConfig(true), Options{}, 0)
+				cc := p.ClientConfig(v.v)
 				// Go's client sends only a certificate the server's
 				// certificate_authorities list admits; force the choice.
 				cc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -147,8 +147,8 @@ func TestGoClientBulkEcho(t *testing.T) {
 				if testing.Short() && w.name == "small" {
 					t.Skip("short")
 				}
-				ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
-				c, err := dialTLS(t, ts.addr(), p.clientConfig(v.v))
+				ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
+				c, err := dialTLS(t, ts.addr(), p.ClientConfig(v.v))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -195,7 +195,7 @@ func TestGoClientBulkEcho(t *testing.T) {
 // (which is what the race detector needs to see).
 func TestGoClientConcurrent(t *testing.T) {
 	p := getPKI(t)
-	ts := startLoopServer(t, p.serverConfig(false), Options{}, 0)
+	ts := startLoopServer(t, p.ServerConfig(false), Options{}, 0)
 	const clients, size = 32, 256 << 10
 	data := make([]byte, size)
 	rand.NewChaCha8([32]byte{3}).Read(data)
@@ -203,7 +203,7 @@ func TestGoClientConcurrent(t *testing.T) {
 	for i := range clients {
 		go func() {
 			errc <- func() error {
-				c, err := dialTLS(t, ts.addr(), p.clientConfig(versions[i%2].v))
+				c, err := dialTLS(t, ts.addr(), p.ClientConfig(versions[i%2].v))
 				if err != nil {
 					return err
 				}

@@ -136,9 +136,9 @@ func BenchmarkIdleMemory(b *testing.B) {
 	p := getPKI(b)
 	for _, v := range versions {
 		b.Run(v.name, func(b *testing.B) {
-			scfg, ccfg := p.serverConfig(false), p.clientConfig(v.v)
-			mcfg, mccfg := p.serverConfig(true), p.clientConfig(v.v)
-			mccfg.Certificates = []tls.Certificate{p.client}
+			scfg, ccfg := p.ServerConfig(false), p.ClientConfig(v.v)
+			mcfg, mccfg := p.ServerConfig(true), p.ClientConfig(v.v)
+			mccfg.Certificates = []tls.Certificate{p.Client}
 			var sess, noRel, big, mtls, nt memFigure
 			for range b.N {
 				sess = sessionIdleMemory(b, scfg, ccfg, 64, true)

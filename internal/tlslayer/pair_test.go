@@ -184,3 +184,16 @@ func (p *pair) echo(tb testing.TB, msg []byte) {
 		tb.Fatalf("echo mismatch")
 	}
 }
+
+// records has the client of an established pair produce n records of
+// size bytes each, one per Write, and returns them separately: a record
+// can be decrypted once only (its sequence number).
+func records(tb testing.TB, pr *pair, n, size int) [][]byte {
+	tb.Helper()
+	msg := make([]byte, size)
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = pr.send(tb, msg)
+	}
+	return out
+}

@@ -28,7 +28,7 @@ func TestInMemoryEcho(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			st := pr.s.State()
 			if st.Version != v.v || st.NegotiatedProtocol != "x-frameloop" || !st.HandshakeComplete {
 				t.Fatalf("state: version %x alpn %q complete %v", st.Version, st.NegotiatedProtocol, st.HandshakeComplete)
@@ -47,7 +47,7 @@ func TestDecryptByteAtATime(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			var want []byte
 			var ct []byte
 			for i := range 5 {
@@ -88,7 +88,7 @@ func TestDecryptSmallPlainBuffer(t *testing.T) {
 	p := getPKI(t)
 	// ~300 KB in one call: past the default bound, which is the point of
 	// the bound; raise it for this test.
-	pr, serr, cerr := newPair(p.serverConfig(false), p.clientConfig(tls.VersionTLS13), Options{MaxBufferedInput: 1 << 20})
+	pr, serr, cerr := newPair(p.ServerConfig(false), p.ClientConfig(tls.VersionTLS13), Options{MaxBufferedInput: 1 << 20})
 	if serr != nil || cerr != nil {
 		t.Fatal(serr, cerr)
 	}
@@ -130,7 +130,7 @@ func TestDecryptSmallPlainBuffer(t *testing.T) {
 // that ignores the request.
 func TestFeedPauseAndOverflow(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{MaxBufferedInput: 1000})
+	s := NewServer(p.ServerConfig(false), Options{MaxBufferedInput: 1000})
 	defer s.Close()
 	if pause, err := s.Feed(make([]byte, 600)); pause || err != nil {
 		t.Fatal(pause, err)
@@ -148,7 +148,7 @@ func TestFeedPauseAndOverflow(t *testing.T) {
 // A loop that keeps feeding without draining (ignoring more) hits the bound.
 func TestDecryptInputOverflow(t *testing.T) {
 	p := getPKI(t)
-	pr, serr, cerr := newPair(p.serverConfig(false), p.clientConfig(tls.VersionTLS13), Options{MaxBufferedInput: 8 << 10})
+	pr, serr, cerr := newPair(p.ServerConfig(false), p.ClientConfig(tls.VersionTLS13), Options{MaxBufferedInput: 8 << 10})
 	if serr != nil || cerr != nil {
 		t.Fatal(serr, cerr)
 	}
@@ -167,7 +167,7 @@ func TestDecryptInputOverflow(t *testing.T) {
 
 func TestCloseDuringHandshake(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{})
+	s := NewServer(p.ServerConfig(false), Options{})
 	errc := make(chan error, 1)
 	go func() { errc <- s.Handshake(context.Background()) }()
 	s.Feed([]byte{0x16, 0x03, 0x01, 0x01}) // part of a record header
@@ -191,7 +191,7 @@ func TestCloseDuringHandshake(t *testing.T) {
 // keep the handshake goroutine alive.
 func TestCloseCancelsCallbackContext(t *testing.T) {
 	p := getPKI(t)
-	cfg := p.serverConfig(false)
+	cfg := p.ServerConfig(false)
 	entered := make(chan struct{})
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		close(entered)
@@ -201,7 +201,7 @@ func TestCloseCancelsCallbackContext(t *testing.T) {
 	s := NewServer(cfg, Options{})
 	errc := make(chan error, 1)
 	go func() { errc <- s.Handshake(context.Background()) }()
-	s.Feed(captureClientHello(t, p.clientConfig(tls.VersionTLS13)))
+	s.Feed(captureClientHello(t, p.ClientConfig(tls.VersionTLS13)))
 	<-entered
 	s.Close()
 	select {
@@ -214,7 +214,7 @@ func TestCloseCancelsCallbackContext(t *testing.T) {
 
 func TestCloseBeforeHandshake(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{})
+	s := NewServer(p.ServerConfig(false), Options{})
 	s.Close()
 	<-s.Done() // closed by Close, since Handshake never started
 	wantReason(t, s.Handshake(context.Background()), ReasonClosed)
@@ -222,7 +222,7 @@ func TestCloseBeforeHandshake(t *testing.T) {
 
 func TestHandshakeTimeoutInMemory(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{HandshakeTimeout: 100 * time.Millisecond})
+	s := NewServer(p.ServerConfig(false), Options{HandshakeTimeout: 100 * time.Millisecond})
 	start := time.Now()
 	err := s.Handshake(context.Background())
 	wantReason(t, err, ReasonTimeout)
@@ -236,7 +236,7 @@ func TestHandshakeTimeoutInMemory(t *testing.T) {
 
 func TestHandshakeCanceled(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{})
+	s := NewServer(p.ServerConfig(false), Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	wantReason(t, s.Handshake(ctx), ReasonClosed)
@@ -244,7 +244,7 @@ func TestHandshakeCanceled(t *testing.T) {
 
 func TestFeedEOFDuringHandshake(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{})
+	s := NewServer(p.ServerConfig(false), Options{})
 	s.Feed([]byte{0x16, 0x03, 0x01, 0x00, 0x40, 1, 2, 3})
 	s.FeedEOF()
 	err := s.Handshake(context.Background())
@@ -256,7 +256,7 @@ func TestFeedEOFDuringHandshake(t *testing.T) {
 
 func TestNotEstablished(t *testing.T) {
 	p := getPKI(t)
-	s := NewServer(p.serverConfig(false), Options{})
+	s := NewServer(p.ServerConfig(false), Options{})
 	defer s.Close()
 	if _, _, err := s.Decrypt([]byte("x"), make([]byte, 4)); !errors.Is(err, ErrNotEstablished) {
 		t.Fatalf("Decrypt: %v", err)
@@ -278,7 +278,7 @@ func TestCloseNotifyBothWays(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			ct := pr.send(t, []byte("last request"))
 			if err := pr.client.CloseWrite(); err != nil {
 				t.Fatal(err)
@@ -316,7 +316,7 @@ func TestCloseNotifyBothWays(t *testing.T) {
 func TestFeedEOFEstablished(t *testing.T) {
 	p := getPKI(t)
 	t.Run("boundary", func(t *testing.T) {
-		pr := mustPair(t, p.serverConfig(false), p.clientConfig(tls.VersionTLS13))
+		pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(tls.VersionTLS13))
 		pr.s.Feed(pr.send(t, []byte("abc")))
 		pr.s.FeedEOF()
 		plain := make([]byte, 10)
@@ -330,7 +330,7 @@ func TestFeedEOFEstablished(t *testing.T) {
 		}
 	})
 	t.Run("inside a record", func(t *testing.T) {
-		pr := mustPair(t, p.serverConfig(false), p.clientConfig(tls.VersionTLS13))
+		pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(tls.VersionTLS13))
 		ct := pr.send(t, []byte("abc"))
 		pr.s.Feed(ct[:len(ct)-1])
 		pr.s.FeedEOF()
@@ -346,7 +346,7 @@ func TestGarbageRecordEstablished(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			rec := append([]byte{0x17, 0x03, 0x03, 0x00, 0x40}, bytes.Repeat([]byte{0x5a}, 0x40)...)
 			_, _, err := pr.s.Decrypt(rec, make([]byte, 100))
 			wantReason(t, err, ReasonBadRecord)
@@ -374,7 +374,7 @@ func TestOversizedRecordHeader(t *testing.T) {
 	p := getPKI(t)
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			pr := mustPair(t, p.serverConfig(false), p.clientConfig(v.v))
+			pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(v.v))
 			_, _, err := pr.s.Decrypt([]byte{0x17, 0x03, 0x03, 0x48, 0x01}, make([]byte, 100))
 			wantReason(t, err, ReasonBadRecord)
 			if !strings.Contains(err.Error(), "oversized record") {
@@ -383,7 +383,7 @@ func TestOversizedRecordHeader(t *testing.T) {
 		})
 	}
 	t.Run("handshake", func(t *testing.T) {
-		s := NewServer(p.serverConfig(false), Options{})
+		s := NewServer(p.ServerConfig(false), Options{})
 		s.Feed([]byte{0x16, 0x03, 0x01, 0xff, 0xff})
 		err := s.Handshake(context.Background())
 		wantReason(t, err, ReasonBadRecord)
@@ -394,7 +394,7 @@ func TestOversizedRecordHeader(t *testing.T) {
 // nothing of its own (crypto/tls pulls it into its record buffer).
 func TestMaxRecordTrickle(t *testing.T) {
 	p := getPKI(t)
-	pr := mustPair(t, p.serverConfig(false), p.clientConfig(tls.VersionTLS13))
+	pr := mustPair(t, p.ServerConfig(false), p.ClientConfig(tls.VersionTLS13))
 	// 16384+256 is maxCiphertextTLS13: legal header, garbage body.
 	rec := append([]byte{0x17, 0x03, 0x03, 0x41, 0x00}, make([]byte, 16640)...)
 	plain := make([]byte, 100)
@@ -414,9 +414,9 @@ func TestMaxRecordTrickle(t *testing.T) {
 
 func TestALPNMismatch(t *testing.T) {
 	p := getPKI(t)
-	cc := p.clientConfig(tls.VersionTLS13)
+	cc := p.ClientConfig(tls.VersionTLS13)
 	cc.NextProtos = []string{"spdy/1"}
-	_, serr, cerr := newPair(p.serverConfig(false), cc, Options{})
+	_, serr, cerr := newPair(p.ServerConfig(false), cc, Options{})
 	wantReason(t, serr, ReasonHandshakeFailure)
 	if cerr == nil || !strings.Contains(cerr.Error(), "no application protocol") {
 		t.Fatalf("client: %v", cerr)
