@@ -96,7 +96,8 @@ type Config struct {
 	TLS *tls.Config
 
 	// TLSHandshakeTimeout closes a connection whose handshake has not
-	// completed this long after it was accepted. Default 10 s.
+	// completed this long after it was accepted. Default 10 s; negative:
+	// none (the idle timeout still applies).
 	TLSHandshakeTimeout time.Duration
 
 	// MaxHandshakes bounds the handshakes in progress at once, across all
@@ -234,8 +235,8 @@ func (c Config) resolve() (*config, error) {
 	if r.TLSHandshakeTimeout == 0 {
 		r.TLSHandshakeTimeout = 10 * time.Second
 	}
-	if r.TLSHandshakeTimeout < 0 || r.TLSHandshakeTimeout > maxTimeout {
-		return nil, fmt.Errorf("Config.TLSHandshakeTimeout must be from 0 to %v, got %v", maxTimeout, c.TLSHandshakeTimeout)
+	if r.TLSHandshakeTimeout > maxTimeout {
+		return nil, fmt.Errorf("Config.TLSHandshakeTimeout must be at most %v, got %v", maxTimeout, c.TLSHandshakeTimeout)
 	}
 	if r.MaxHandshakes == 0 {
 		r.MaxHandshakes = 64

@@ -54,12 +54,16 @@ func (l *loop) beginShutdown() {
 }
 
 // drainConn starts draining st. A connection with nothing in flight either
-// way closes at once; one waiting for its PROXY header has sent no frame.
-// Connections already closing finish as they were.
+// way closes at once; one waiting for its PROXY header has sent no frame;
+// one in a TLS handshake finishes it first. Connections already closing
+// finish as they were.
 func (l *loop) drainConn(st *connState) {
 	switch st.phase {
-	case phaseProxy, phaseHandshake:
+	case phaseProxy:
 		l.closeNow(st, ReasonShutdown, ErrServerClosed)
+	case phaseHandshake:
+		// The client may consider the handshake done and have sent frames
+		// already: it finishes (bounded by its timeout), then drains.
 	case phaseOpen:
 		fd := int(st.fd)
 		if st.queued.Load() == 0 && st.in == nil && !st.readPaused && !st.waitWrite &&

@@ -31,14 +31,20 @@ func (l *loop) flush(st *connState, writable bool) {
 		st.phase, st.reason, st.readPaused = phaseClosing, ReasonLocal, false
 	}
 	gen := st.gen
-	var blocked, progress, ok bool
+	var blocked, progress, more, ok bool
 	if tc := l.tlsOf(st); tc != nil {
-		blocked, progress, ok = l.writeTLS(st, tc, writable)
+		blocked, progress, more, ok = l.writeTLS(st, tc, writable)
 	} else {
-		blocked, progress, ok = l.writePlain(st, writable)
+		blocked, progress, more, ok = l.writePlain(st, writable)
 	}
 	if !ok {
 		return // closed
+	}
+	if more {
+		// The socket took all it was given in this flush's rounds and
+		// more is ready: the next round of flushDirty (or the next pass)
+		// goes on, so that one connection does not hold the loop.
+		l.markDirty(st)
 	}
 
 	// What is left waits either for the socket — write interest, and the
@@ -76,11 +82,13 @@ func (l *loop) flush(st *connState, writable bool) {
 }
 
 // writePlain writes st's queued output with one writev per round. It
-// returns whether the socket refused some (blocked) and whether it took
-// anything; ok is false if st closed.
-func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, ok bool) {
+// returns whether the socket refused some (blocked), whether it took
+// anything, and whether output is ready that the rounds left (more); ok is
+// false if st closed.
+func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, more, ok bool) {
 	blocked = st.waitWrite && !writable
-	for round := 0; round < writeRounds; round++ {
+	round := 0
+	for ; round < writeRounds; round++ {
 		l.outMu.Lock()
 		st.clearCtl(ctlDirty) // this flush takes care of what was written so far
 		var bufs [][]byte
@@ -96,7 +104,7 @@ func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, ok b
 		clear(bufs)
 		if err != nil && err != unix.EAGAIN {
 			l.closeNow(st, reasonForError(err), err)
-			return false, progress, false
+			return false, progress, false, false
 		}
 		if n > 0 {
 			l.outMu.Lock()
@@ -109,7 +117,7 @@ func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, ok b
 			break
 		}
 	}
-	return blocked, progress, true
+	return blocked, progress, round == writeRounds, true
 }
 
 // gather lists the queued buffers for one writev, up to the first reply

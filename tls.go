@@ -92,7 +92,9 @@ func (l *loop) startTLS(st *connState) {
 	st.conn.extLocked().tls = tc.sess
 	l.outMu.Unlock()
 	st.phase = phaseHandshake
-	l.setTimer(st, timerHandshake)
+	if l.cfg.TLSHandshakeTimeout > 0 {
+		l.setTimer(st, timerHandshake) // from now on, instead of the idle timeout
+	}
 	if !l.runHandshake(st, tc) {
 		l.hsWait = append(l.hsWait, tc.ref)
 		l.hsWaiting.Store(true)
@@ -215,6 +217,12 @@ func (l *loop) handshakeProgress(st *connState) {
 	if st.phase != phaseOpen {
 		l.flush(st, false)
 		return
+	}
+	if l.draining {
+		l.drainConn(st) // a shutdown began during the handshake
+		if st.phase == phaseFree {
+			return
+		}
 	}
 	// The client may have sent application data right behind its
 	// Finished, which the session holds: the socket will not say so.
@@ -396,12 +404,12 @@ func (l *loop) encryptQueued(st *connState, tc *tlsConn) bool {
 }
 
 // writeTLS writes st's ciphertext, encrypting more from the queue as the
-// socket takes it. It returns whether the socket refused some
-// (blocked) and whether it took anything; ok is false if st closed.
-func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, progress, ok bool) {
+// socket takes it. It returns what writePlain does.
+func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, progress, more, ok bool) {
 	blocked = st.waitWrite && !writable
 	gen := st.gen
-	for round := 0; round < writeRounds && !blocked; round++ {
+	round := 0
+	for ; round < writeRounds && !blocked; round++ {
 		if tc.out == nil || tc.outOff == len(tc.out.B) {
 			if st.phase == phaseHandshake {
 				l.outMu.Lock()
@@ -410,7 +418,7 @@ func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, pro
 				break // nothing to encrypt before the handshake ends
 			}
 			if !l.encryptQueued(st, tc) {
-				return false, progress, st.gen == gen
+				return false, progress, false, st.gen == gen
 			}
 			if tc.out == nil || tc.outOff == len(tc.out.B) {
 				break
@@ -420,7 +428,7 @@ func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, pro
 		n, err := sock.Write(int(st.fd), pending)
 		if err != nil && err != unix.EAGAIN {
 			l.closeNow(st, reasonForError(err), err)
-			return false, progress, false
+			return false, progress, false, false
 		}
 		if n > 0 {
 			tc.outOff += n
@@ -436,7 +444,7 @@ func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, pro
 		}
 		blocked = n < len(pending)
 	}
-	return blocked, progress, true
+	return blocked, progress, round == writeRounds, true
 }
 
 // closeNotify queues TLS's close_notify after the last reply, once.

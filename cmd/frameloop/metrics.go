@@ -25,6 +25,7 @@ type statsCollector struct {
 	connections, accepted, closed, framesIn, framesOut        *prometheus.Desc
 	bytesIn, bytesOut, acceptPaused, readPauses, backpressure *prometheus.Desc
 	panics, inputMemory, memoryPauses                         *prometheus.Desc
+	tlsDone, tlsFailed, tlsRunning, tlsLatency                *prometheus.Desc
 }
 
 func newStatsCollector(srv *frameloop.Server) *statsCollector {
@@ -46,12 +47,21 @@ func newStatsCollector(srv *frameloop.Server) *statsCollector {
 		panics:       d("handler_panics_total", "Handler callbacks that panicked (each closes its connection, reason=\"panic\", unless it was OnClose)."),
 		inputMemory:  d("input_memory_bytes", "Input held for frames not yet complete, as charged to --max-input-memory."),
 		memoryPauses: d("input_memory_paused_total", "Times reading from a connection paused because its frame did not fit --max-input-memory."),
+		tlsDone:      d("tls_handshakes_total", "TLS handshakes completed."),
+		tlsFailed:    d("tls_handshakes_failed_total", "TLS handshakes failed, by reason.", "reason"),
+		tlsRunning:   d("tls_handshakes_in_progress", "TLS handshakes running now."),
+		tlsLatency:   d("tls_handshake_duration_seconds", "Time from accept to the end of completed TLS handshakes."),
 	}
 }
 
+// tlsFailureReasons are the labels of tls_handshakes_failed_total, all
+// exported from the start so that rates work.
+var tlsFailureReasons = []string{"timeout", "eof", "bad_record", "handshake_failure", "bad_certificate", "overflow", "closed", "other"}
+
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.closed, c.framesIn, c.framesOut,
-		c.bytesIn, c.bytesOut, c.acceptPaused, c.readPauses, c.backpressure, c.panics, c.inputMemory, c.memoryPauses} {
+		c.bytesIn, c.bytesOut, c.acceptPaused, c.readPauses, c.backpressure, c.panics, c.inputMemory, c.memoryPauses,
+		c.tlsDone, c.tlsFailed, c.tlsRunning, c.tlsLatency} {
 		ch <- d
 	}
 }
@@ -83,6 +93,18 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.panics, s.Panics)
 	gauge(c.inputMemory, float64(s.InputMemory))
 	counter(c.memoryPauses, s.MemoryPauses)
+	counter(c.tlsDone, s.TLSHandshakes)
+	for _, r := range tlsFailureReasons {
+		counter(c.tlsFailed, s.TLSHandshakeFailures[r], r)
+	}
+	gauge(c.tlsRunning, float64(s.TLSHandshaking))
+	buckets := make(map[float64]uint64, len(frameloop.TLSHandshakeBuckets))
+	var cumulative uint64
+	for i, le := range frameloop.TLSHandshakeBuckets {
+		cumulative += s.TLSHandshakeLatency[i]
+		buckets[le.Seconds()] = cumulative
+	}
+	ch <- prometheus.MustNewConstHistogram(c.tlsLatency, s.TLSHandshakes, s.TLSHandshakeLatencySum.Seconds(), buckets)
 }
 
 // metricsServer serves /metrics and /healthz over HTTP; the data path

@@ -26,6 +26,7 @@ type serveOptions struct {
 	logLevel        string
 	logFormat       string
 	allowSharedPort bool
+	tls             tlsFlags
 }
 
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
@@ -45,6 +46,12 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	framing := framingFlag(fs, "framing", "wire format: a preset ("+strings.Join(frameloop.FramingPresets(), ", ")+
 		") or key=value,... with length=1|2|3|4|8|varint, order=le|be, offset, adjust, varint-max")
 	proxy := fs.Bool("proxy-protocol", false, "require a PROXY protocol v1 or v2 header on each connection")
+	var tf tlsFlags
+	fs.StringVar(&tf.cert, "tls-cert", "", "serve TLS with this PEM certificate chain (with --tls-key; reloaded on SIGHUP)")
+	fs.StringVar(&tf.key, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&tf.clientCA, "tls-client-ca", "", "require client certificates signed by these PEM CAs")
+	hsTimeout := durationFlag(fs, "tls-handshake-timeout", 10*time.Second, "close a connection whose TLS handshake is not complete this long after the accept")
+	minVersion := choiceFlag(fs, "tls-min-version", "1.2", []string{"1.2", "1.3"}, "oldest TLS version accepted")
 	shared := fs.Bool("allow-shared-port", false, "with --balance reuseport, start even if another process's SO_REUSEPORT listeners hold the port, "+
 		"and let the kernel split connections with it (blue/green restarts)")
 	balance := choiceFlag(fs, "balance", "handoff", []string{"handoff", "reuseport"}, "spreading connections over loops")
@@ -56,6 +63,13 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 			printDefaults(stdout, fs)
 		}
 		return nil, err
+	}
+	tf.minVersion = *minVersion
+	if (tf.cert == "") != (tf.key == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if !tf.enabled() && tf.clientCA != "" {
+		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 	if *shared && *balance != "reuseport" {
 		return nil, errors.New("--allow-shared-port applies only to --balance reuseport: other listeners can share a port only through SO_REUSEPORT")
@@ -74,12 +88,16 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	cfg.Balance = *balance
 	cfg.ProxyProtocol = *proxy
 	cfg.Framing = *framing
+	cfg.TLSHandshakeTimeout = *hsTimeout
+	if *hsTimeout == 0 {
+		cfg.TLSHandshakeTimeout = -1 // never: 0 would be the library's default
+	}
 	cfg.MaxInputMemory = *inmem
 	if *inmem == 0 {
 		cfg.MaxInputMemory = -1 // the flag's 0 is the library's "no bound"
 	}
 	return &serveOptions{cfg: cfg, shutdownTimeout: *shutdown, metricsAddr: *metrics, logLevel: *level, logFormat: *format,
-		allowSharedPort: *shared}, nil
+		allowSharedPort: *shared, tls: tf}, nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -103,6 +121,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, opts.logLevel, opts.logFormat)
 	opts.cfg.Logger = log
+	var certs *certReloader
+	if opts.tls.enabled() {
+		if opts.cfg.TLS, certs, err = opts.tls.tlsConfig(); err != nil {
+			fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
+			return 1
+		}
+	}
 	srv, err := frameloop.New(frameloop.EchoHandler{}, opts.cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
@@ -133,6 +158,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	if certs != nil {
+		hups := make(chan os.Signal, 1)
+		signal.Notify(hups, syscall.SIGHUP)
+		defer signal.Stop(hups)
+		go func() {
+			for range hups {
+				certs.reload(log)
+			}
+		}()
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 
