@@ -8,7 +8,9 @@ package frameloop_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -152,5 +154,74 @@ func BenchmarkEcho(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTLSEchoAllocatesPerRecordNotPerFrame shows the TLS echo path's
+// allocations: none per frame; per record, the one crypto/tls makes when
+// it reads a record (an atLeastReader passed as an io.Reader escapes,
+// conn.go:837 in Go 1.26; see internal/tlslayer). The client in this
+// process reads with crypto/tls too, so a round trip — one record each
+// way — costs two allocations however many frames it carries.
+func TestTLSEchoAllocatesPerRecordNotPerFrame(t *testing.T) {
+	pki := testkit.TestPKI(t)
+	for _, backend := range poller.Backends() {
+		for _, frames := range []int{1, 32} {
+			t.Run(fmt.Sprintf("%s/%d-frames", backend, frames), func(t *testing.T) {
+				cfg := frameloop.DefaultConfig()
+				cfg.Addr, cfg.Loops, cfg.Backend = "127.0.0.1:0", 1, backend
+				cfg.TLS = pki.ServerConfig(false)
+				srv, err := frameloop.New(frameloop.EchoHandler{}, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.Listen(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- srv.Serve() }()
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					srv.Shutdown(ctx)
+					<-done
+				}()
+				c, err := tls.Dial("tcp", srv.Addr().String(), pki.ClientConfig(tls.VersionTLS13))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				var batch []byte
+				for range frames {
+					batch = testkit.AppendFrame(batch, make([]byte, 64))
+				}
+				reply := make([]byte, len(batch))
+				trip := func() error {
+					if _, err := c.Write(batch); err != nil {
+						return err
+					}
+					_, err := io.ReadFull(c, reply)
+					return err
+				}
+				for range 100 {
+					if err := trip(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var terr error
+				allocs := testing.AllocsPerRun(500, func() {
+					if err := trip(); err != nil {
+						terr = err
+					}
+				})
+				if terr != nil {
+					t.Fatal(terr)
+				}
+				t.Logf("%.2f allocations per round trip of %d frames (%.3f per frame)", allocs, frames, allocs/float64(frames))
+				if allocs > 2 {
+					t.Fatalf("%.2f allocations per round trip: want at most the 2 crypto/tls makes reading a record, one on each side", allocs)
+				}
+			})
+		}
 	}
 }
