@@ -345,6 +345,7 @@ func (l *loop) decrypt(st *connState, tc *tlsConn, ciphertext []byte) {
 	if tc.sess.PendingOutput() > 0 {
 		l.takeTLSOutput(st, tc) // a KeyUpdate reply
 	}
+	tc.sess.Release() // its input buffer, if all was consumed
 }
 
 // input hands plaintext to the framing: decoded at once, or, while
@@ -439,8 +440,11 @@ func (l *loop) writeTLS(st *connState, tc *tlsConn, writable bool) (blocked, pro
 			progress = true
 		}
 		if tc.outOff == len(tc.out.B) {
-			bufpool.Put(tc.out) // an idle connection holds no ciphertext buffer
+			// An idle connection holds no ciphertext buffer, and its
+			// session no buffer of its own (crypto/tls keeps its).
+			bufpool.Put(tc.out)
 			tc.out, tc.outOff = nil, 0
+			tc.sess.Release()
 		}
 		blocked = n < len(pending)
 	}
