@@ -87,6 +87,21 @@ type Session struct {
 // afterwards (as for tls.Server). Sharing one *tls.Config between sessions
 // shares its session-ticket keys, so resumption works across connections.
 func NewServer(cfg *tls.Config, opts Options) *Session {
+	s := newSession(opts)
+	s.tc = tls.Server(&s.sh, cfg)
+	return s
+}
+
+// NewClient returns a client Session for cfg, driven the same way: a load
+// generator on raw sockets uses it to speak TLS without a goroutine per
+// connection once the handshake is done.
+func NewClient(cfg *tls.Config, opts Options) *Session {
+	s := newSession(opts)
+	s.tc = tls.Client(&s.sh, cfg)
+	return s
+}
+
+func newSession(opts Options) *Session {
 	s := &Session{timeout: opts.HandshakeTimeout, done: make(chan struct{})}
 	if s.timeout == 0 {
 		s.timeout = DefaultHandshakeTimeout
@@ -106,7 +121,6 @@ func NewServer(cfg *tls.Config, opts Options) *Session {
 	if sh.remote == nil {
 		sh.remote = noAddr{}
 	}
-	s.tc = tls.Server(sh, cfg)
 	return s
 }
 
