@@ -7,9 +7,7 @@
 package frameloop_test
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,20 +33,7 @@ func startEcho(tb testing.TB, backend string, f frameloop.Framing) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, frameloop.ErrServerClosed) {
-			tb.Errorf("Serve: %v", err)
-		}
-	})
-	return srv.Addr().String()
+	return testkit.Serve(tb, srv, frameloop.ErrServerClosed, 5*time.Second, nil)
 }
 
 // echoClient round-trips batches of frames; it allocates nothing itself,
@@ -175,18 +160,8 @@ func TestTLSEchoAllocatesPerRecordNotPerFrame(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := srv.Listen(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- srv.Serve() }()
-				defer func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					srv.Shutdown(ctx)
-					<-done
-				}()
-				c, err := tls.Dial("tcp", srv.Addr().String(), pki.ClientConfig(tls.VersionTLS13))
+				addr := testkit.Serve(t, srv, frameloop.ErrServerClosed, 5*time.Second, nil)
+				c, err := tls.Dial("tcp", addr, pki.ClientConfig(tls.VersionTLS13))
 				if err != nil {
 					t.Fatal(err)
 				}

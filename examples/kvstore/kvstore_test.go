@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,21 +51,7 @@ func startKV(t *testing.T, backend string, loops, perConn int, slow time.Duratio
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, frameloop.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		s.stop()
-	})
-	return s, srv.Addr().String()
+	return s, testkit.Serve(t, srv, frameloop.ErrServerClosed, ioTimeout, s.stop)
 }
 
 // forEachVariant runs fn over every backend, with one and two loops.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -40,20 +38,7 @@ func startHub(t *testing.T, loops, maxQueued int, writeTimeout time.Duration) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, frameloop.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return hub, srv.Addr().String()
+	return hub, testkit.Serve(t, srv, frameloop.ErrServerClosed, 5*time.Second, nil)
 }
 
 // message is a payload tagged with its sender and sequence number.
