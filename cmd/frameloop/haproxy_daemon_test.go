@@ -314,6 +314,28 @@ func hapTimeouts(t *testing.T, cfg string) map[string]time.Duration {
 
 func TestHAProxyEndToEnd(t *testing.T) {
 	t.Parallel()
+	hapEndToEnd(t, hapRecipe{config: hapConfig})
+}
+
+// hapRecipe is what differs between the shipped HAProxy files that
+// hapEndToEnd runs: the file, the daemons' flags and the file's variables
+// beyond those every recipe has, the variables `haproxy -c` needs to
+// check the file with its own defaults, and what more to check on each
+// daemon once the first clients are served.
+type hapRecipe struct {
+	config      string
+	daemonArgs  []string
+	env         map[string]string
+	checkEnv    map[string]string
+	checkDaemon func(t *testing.T, name string, d *daemon)
+}
+
+// hapEndToEnd runs r's file against two daemons: both UP after a passed
+// check, clients served round robin with their own address, one daemon
+// drained by SIGTERM (a 32 MiB reply delivered whole), marked DOWN, and
+// every later client served by the other.
+func hapEndToEnd(t *testing.T, r hapRecipe) {
+	hapConfig := r.config
 	bin := haproxyBinary(t)
 	text, err := os.ReadFile(hapConfig)
 	if err != nil {
@@ -324,7 +346,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 	// inactivity timeouts longer than the daemon's default idle timeout,
 	// so that the daemon's timeout is the one that closes a quiet client.
 	check := exec.Command(bin, "-c", "-f", hapConfig)
-	check.Env = hapEnviron(nil)
+	check.Env = hapEnviron(r.checkEnv)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c -f %s: %v\n%s", hapConfig, err, out)
 	}
@@ -338,6 +360,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 	// Two daemons: loops 1 and 2, both requiring a PROXY header.
 	common := []string{"--addr", "127.0.0.1:0", "--proxy-protocol", "--log-level", "debug",
 		"--metrics-addr", "127.0.0.1:0", "--max-message", strconv.Itoa(64 << 20), "--shutdown-timeout", "10s"}
+	common = append(common, r.daemonArgs...)
 	a := startDaemon(t, with(common, "--loops", "1")...)
 	b := startDaemon(t, with(common, "--loops", "2")...)
 
@@ -351,6 +374,9 @@ func TestHAProxyEndToEnd(t *testing.T) {
 		// Few descriptors: HAProxy refuses to start if it cannot raise its
 		// limit to what maxconn needs.
 		"FRAMELOOP_MAXCONN": "200",
+	}
+	for k, v := range r.env {
+		env[k] = v
 	}
 	// Every variable the file takes must be set here (startHAProxy sets the
 	// frontend and the stats socket), or a production default (a public
@@ -415,6 +441,9 @@ func TestHAProxyEndToEnd(t *testing.T) {
 		}
 		if v := metric(t, d, "frameloop_connections_accepted_total"); v <= 0 {
 			t.Errorf("daemon %s accepted %v connections", name, v)
+		}
+		if r.checkDaemon != nil {
+			r.checkDaemon(t, name, d)
 		}
 	}
 

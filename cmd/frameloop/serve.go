@@ -52,6 +52,8 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.StringVar(&tf.clientCA, "tls-client-ca", "", "require client certificates signed by these PEM CAs")
 	hsTimeout := durationFlag(fs, "tls-handshake-timeout", 10*time.Second, "close a connection whose TLS handshake is not complete this long after the accept")
 	minVersion := choiceFlag(fs, "tls-min-version", "1.2", []string{"1.2", "1.3"}, "oldest TLS version accepted")
+	alpnFlag(fs, &tf.alpn, "tls-alpn", "ALPN protocols served, comma-separated, in the server's order of preference (e.g. x-frameloop); "+
+		"a client that offers ALPN but none of these is refused (default none: the client's ALPN is ignored)")
 	shared := fs.Bool("allow-shared-port", false, "with --balance reuseport, start even if another process's SO_REUSEPORT listeners hold the port, "+
 		"and let the kernel split connections with it (blue/green restarts)")
 	balance := choiceFlag(fs, "balance", "handoff", []string{"handoff", "reuseport"}, "spreading connections over loops")
@@ -70,6 +72,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	if !tf.enabled() && tf.clientCA != "" {
 		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if !tf.enabled() && tf.alpn != nil {
+		return nil, errors.New("--tls-alpn needs --tls-cert and --tls-key")
 	}
 	if *shared && *balance != "reuseport" {
 		return nil, errors.New("--allow-shared-port applies only to --balance reuseport: other listeners can share a port only through SO_REUSEPORT")
@@ -140,6 +145,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "frameloop serve: %v\n", err)
 		return 1
+	}
+	if certs != nil {
+		log.Info("serving TLS", append(certs.describe(), "min_version", opts.tls.minVersion,
+			"alpn", strings.Join(opts.tls.alpn, ","), "client_ca", opts.tls.clientCA)...)
 	}
 	var m *metricsServer
 	if opts.metricsAddr != "" {

@@ -129,7 +129,8 @@ func TestSubcommandsExitStatus(t *testing.T) {
 			}
 			for _, f := range []string{"--addr", "--max-conns", "--max-message", "--idle-timeout", "--write-timeout",
 				"--shutdown-timeout", "--loops", "--backend", "--balance", "--metrics-addr", "--proxy-protocol",
-				"--log-level", "--log-format"} {
+				"--log-level", "--log-format", "--tls-cert", "--tls-key", "--tls-client-ca", "--tls-handshake-timeout",
+				"--tls-min-version", "--tls-alpn"} {
 				if !strings.Contains(r.stdout, f) {
 					t.Errorf("help does not list %s:\n%s", f, r.stdout)
 				}

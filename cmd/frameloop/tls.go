@@ -4,11 +4,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // tlsFlags are serve's TLS options, checked and loaded at start: a missing
@@ -16,6 +19,7 @@ import (
 type tlsFlags struct {
 	cert, key, clientCA string
 	minVersion          string
+	alpn                []string // nil: no ALPN
 }
 
 func (f tlsFlags) enabled() bool { return f.cert != "" || f.key != "" }
@@ -45,7 +49,17 @@ func (r *certReloader) reload(log *slog.Logger) {
 		log.Warn("certificate reload failed; still serving the previous one", "err", err)
 		return
 	}
-	log.Info("certificate reloaded", "cert", r.certFile)
+	log.Info("certificate reloaded", r.describe()...)
+}
+
+// describe is the certificate in use, for the logs: its file, subject and
+// expiry.
+func (r *certReloader) describe() []any {
+	attrs := []any{"cert", r.certFile}
+	if c := r.cur.Load(); c != nil && c.Leaf != nil {
+		attrs = append(attrs, "subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return attrs
 }
 
 // tlsConfig builds the server's tls.Config from the flags.
@@ -57,7 +71,7 @@ func (f tlsFlags) tlsConfig() (*tls.Config, *certReloader, error) {
 	if err := r.load(); err != nil {
 		return nil, nil, err
 	}
-	cfg := &tls.Config{GetCertificate: r.get, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: r.get, MinVersion: tls.VersionTLS12, NextProtos: f.alpn}
 	if f.minVersion == "1.3" {
 		cfg.MinVersion = tls.VersionTLS13
 	}
@@ -74,6 +88,44 @@ func (f tlsFlags) tlsConfig() (*tls.Config, *certReloader, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, r, nil
+}
+
+// alpnFlag is --tls-alpn: protocol names separated by commas, in the
+// server's order of preference, checked as they are parsed. crypto/tls
+// picks the first of them the client offers; a client that offers ALPN
+// but none of them fails its handshake (no_application_protocol), and one
+// that offers no ALPN is served without a protocol.
+func alpnFlag(fs *flag.FlagSet, p *[]string, name, usage string) {
+	fs.Func(name, usage, func(s string) error {
+		protos, err := parseALPN(s)
+		if err != nil {
+			return err
+		}
+		*p = protos
+		return nil
+	})
+}
+
+// parseALPN splits a --tls-alpn value. A name is 1 to 255 bytes (RFC 7301)
+// of printable ASCII without spaces, so that a stray space or an empty
+// name from a trailing comma is an error at start, not a protocol no
+// client ever offers.
+func parseALPN(s string) ([]string, error) {
+	var protos []string
+	for p := range strings.SplitSeq(s, ",") {
+		switch {
+		case p == "":
+			return nil, errors.New("want protocol names separated by commas, such as x-frameloop or h2,http/1.1, with none empty")
+		case len(p) > 255:
+			return nil, fmt.Errorf("protocol name of %d bytes; at most 255", len(p))
+		case strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
+			return nil, fmt.Errorf("protocol name %q has a space or a character outside printable ASCII", p)
+		case slices.Contains(protos, p):
+			return nil, fmt.Errorf("protocol %q listed twice", p)
+		}
+		protos = append(protos, p)
+	}
+	return protos, nil
 }
 
 // oneLine keeps an error message to one line.
