@@ -368,3 +368,18 @@ func TestTLSThousandHandshakesAtOnce(t *testing.T) {
 	t.Logf("at most %d handshakes at once; %d goroutines now", most, runtime.NumGoroutine())
 	_ = context.Background
 }
+
+// Every handshake that starts ends counted: completed, or failed for a
+// reason — a client that resets in the middle of one included (eof).
+func TestTLSEveryHandshakeIsCounted(t *testing.T) {
+	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
+		ts := tlsServer(t, nil, cfg, false)
+		c := testkit.DialTCP(t, ts.addr, ioTimeout)
+		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // the start of a ClientHello
+		time.Sleep(50 * time.Millisecond)
+		resetClose(c)
+		ts.waitStats(t, ioTimeout, "the reset handshake counted", func(s frameloop.Stats) bool {
+			return s.TLSHandshakeFailures["eof"] == 1 && s.Connections == 0
+		})
+	})
+}

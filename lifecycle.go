@@ -212,13 +212,13 @@ func (l *loop) lingerExpired(st *connState) {
 // closeNow closes st at once and frees its slot.
 func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	fd := int(st.fd)
+	l.dropTLS(st, reason, err) // a failure's alert goes out before the close
 	l.p.Remove(fd, st.interest)
 	sock.Close(fd)
 	st.timer.Remove()
 	st.timerList = timerNone
 	l.conns[fd] = nil
 	l.dropIn(st)
-	l.dropTLS(st)
 	if st.memPaused {
 		l.memWaiting.Add(-1)
 	}

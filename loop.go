@@ -448,7 +448,15 @@ func (l *loop) expireList(list *deadline.List, expired func(*loop, *connState)) 
 	}
 }
 
-func (l *loop) idleExpired(st *connState) { l.closeNow(st, ReasonIdleTimeout, ErrIdleTimeout) }
+func (l *loop) idleExpired(st *connState) {
+	if l.tls != nil && st.phase == phaseOpen {
+		// TLS ends with close_notify: a client must be able to tell the
+		// server's close from a truncation. The graceful way sends it.
+		l.startClosing(st, ReasonIdleTimeout)
+		return
+	}
+	l.closeNow(st, ReasonIdleTimeout, ErrIdleTimeout)
+}
 
 func (l *loop) writeExpired(st *connState) {
 	// A socket reports writable only once about a third of its send

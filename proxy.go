@@ -55,7 +55,7 @@ func (l *loop) readProxy(st *connState) {
 		if rest := data[used:]; len(rest) > 0 {
 			// The ClientHello, right behind the header.
 			if _, err := l.tlsOf(st).sess.Feed(rest); err != nil {
-				l.tlsFailed(st, l.tlsOf(st), err, true)
+				l.tlsFail(st, l.tlsOf(st), err)
 			}
 		}
 		return

@@ -56,8 +56,9 @@ type tlsConn struct {
 	outOff  int
 	started int64 // when the connection was accepted, for the handshake's latency
 	// Loop-owned flags.
-	running  bool // the handshake goroutine holds a slot of srv.handshakes
-	notified bool // close_notify is queued
+	running  bool  // the handshake goroutine holds a slot of srv.handshakes
+	notified bool  // close_notify is queued
+	failure  error // why the layer failed, for the close (loop-owned)
 	// Guarded by loop.outMu.
 	event bool // in loop.tlsEvents
 	err   error
@@ -206,7 +207,7 @@ func (l *loop) handshakeProgress(st *connState) {
 	err := tc.err
 	l.outMu.Unlock()
 	if err != nil {
-		l.tlsFailed(st, tc, err, true)
+		l.tlsFail(st, tc, err)
 		return
 	}
 	l.stats.tlsOK++
@@ -263,18 +264,53 @@ func (l *loop) reserveCipher(tc *tlsConn, n int) {
 	}
 }
 
-// tlsFailed closes st for its TLS layer, flushing the alert crypto/tls
-// queued, if any, on a best-effort basis.
-func (l *loop) tlsFailed(st *connState, tc *tlsConn, err error, handshake bool) {
-	reason := tlslayer.ReasonOf(err)
-	if handshake {
-		l.stats.tlsFailed[reason]++
-	}
+// tlsFailed closes st for its TLS layer. The alert crypto/tls queued, if
+// any — in the session still, or moved into st's ciphertext already — is
+// written first, on a best-effort basis: it tells the client why (an
+// unknown CA, no common protocol) where a bare close would not.
+func (l *loop) tlsFailed(st *connState, tc *tlsConn) {
+	l.closeNow(st, ReasonTLS, fmt.Errorf("%w: %w", ErrTLS, tc.failure))
+}
+
+// tlsFail records err as tc's failure and closes st for it.
+func (l *loop) tlsFail(st *connState, tc *tlsConn, err error) {
+	tc.failure = err
+	l.tlsFailed(st, tc)
+}
+
+// flushAlert writes what ciphertext tc holds, best effort, before a close,
+// then ends the stream and reads away what the client had sent: closing a
+// socket with unread input makes the kernel send a reset, and a client
+// that gets one may never read the alert.
+func (l *loop) flushAlert(st *connState, tc *tlsConn) {
+	fd := int(st.fd)
 	if tc.sess.PendingOutput() > 0 {
-		alert := tc.sess.TakeOutput(l.rbuf[:0])
-		sock.Write(int(st.fd), alert)
+		l.reserveCipher(tc, tc.sess.PendingOutput())
+		tc.out.B = tc.sess.TakeOutput(tc.out.B)
 	}
-	l.closeNow(st, ReasonTLS, fmt.Errorf("%w: %w", ErrTLS, err))
+	if tc.out != nil && tc.outOff < len(tc.out.B) {
+		sock.Write(fd, tc.out.B[tc.outOff:])
+	}
+	sock.ShutdownWrite(fd)
+	for range 4 {
+		if n, err := sock.Read(fd, l.rbuf); n <= 0 || err != nil {
+			break
+		}
+	}
+}
+
+// handshakeFailure is the reason a handshake that did not complete
+// counts as, from how its connection closed.
+func handshakeFailure(reason CloseReason, err error) tlslayer.Reason {
+	switch reason {
+	case ReasonTLS:
+		return tlslayer.ReasonOf(err)
+	case ReasonReset, ReasonError, ReasonPeerClosed:
+		return tlslayer.ReasonEOF // the client went away
+	case ReasonShutdown:
+		return tlslayer.ReasonClosed
+	}
+	return tlslayer.ReasonOther
 }
 
 // readHandshake feeds the handshake with what the socket has.
@@ -295,7 +331,7 @@ func (l *loop) readHandshake(st *connState) {
 	}
 	l.stats.bytesIn += uint64(n)
 	if _, err := tc.sess.Feed(l.rbuf[:n]); err != nil {
-		l.tlsFailed(st, tc, err, true)
+		l.tlsFail(st, tc, err)
 		return
 	}
 	l.setInterest(st) // the session may ask for a pause
@@ -335,7 +371,7 @@ func (l *loop) decrypt(st *connState, tc *tlsConn, ciphertext []byte) {
 				l.peerEOF(st) // close_notify: the client is done sending
 				return
 			}
-			l.tlsFailed(st, tc, err, false)
+			l.tlsFail(st, tc, err)
 			return
 		}
 		if !more {
@@ -398,7 +434,7 @@ func (l *loop) encryptQueued(st *connState, tc *tlsConn) bool {
 	st.queued.Add(int64(grew))
 	l.outMu.Unlock()
 	if err != nil {
-		l.tlsFailed(st, tc, err, false)
+		l.tlsFail(st, tc, err)
 		return false
 	}
 	return true
@@ -465,11 +501,19 @@ func (l *loop) closeNotify(st *connState, tc *tlsConn) {
 	l.outMu.Unlock()
 }
 
-// dropTLS releases st's record layer when it closes.
-func (l *loop) dropTLS(st *connState) {
+// dropTLS releases st's record layer when it closes: a handshake that
+// had not completed counts as failed, for the reason the connection
+// closed; a failure's alert is sent first.
+func (l *loop) dropTLS(st *connState, reason CloseReason, err error) {
 	tc := l.tlsOf(st)
 	if tc == nil {
 		return
+	}
+	if st.phase == phaseHandshake {
+		l.stats.tlsFailed[handshakeFailure(reason, err)]++
+	}
+	if tc.failure != nil {
+		l.flushAlert(st, tc)
 	}
 	tc.sess.Close() // ends a running handshake; its goroutine exits on its own
 	if tc.out != nil {
@@ -482,8 +526,8 @@ func (l *loop) dropTLS(st *connState) {
 // handshakeExpired closes a connection whose handshake did not complete
 // within Config.TLSHandshakeTimeout of its accept.
 func (l *loop) handshakeExpired(st *connState) {
-	l.stats.tlsFailed[tlslayer.ReasonTimeout]++
-	l.closeNow(st, ReasonTLS, fmt.Errorf("%w: handshake not complete within %v", ErrTLS, l.cfg.TLSHandshakeTimeout))
+	l.tlsFail(st, l.tlsOf(st), &tlslayer.Error{Reason: tlslayer.ReasonTimeout, Op: "handshake",
+		Detail: fmt.Sprintf("not complete within %v of the accept", l.cfg.TLSHandshakeTimeout)})
 }
 
 // TLSConnectionState returns the negotiated TLS state — version, cipher

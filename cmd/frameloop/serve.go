@@ -167,16 +167,21 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	if certs != nil {
-		hups := make(chan os.Signal, 1)
-		signal.Notify(hups, syscall.SIGHUP)
-		defer signal.Stop(hups)
-		go func() {
-			for range hups {
-				certs.reload(log)
+	// SIGHUP reloads the certificate; without TLS there is nothing to
+	// reload, but a `systemctl reload` or a stray `kill -HUP` must not
+	// stop the daemon and drop its connections either.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	go func() {
+		for range hups {
+			if certs == nil {
+				log.Info("SIGHUP: nothing to reload (no TLS)")
+				continue
 			}
-		}()
-	}
+			certs.reload(log)
+		}
+	}()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 

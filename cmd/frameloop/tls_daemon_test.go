@@ -659,25 +659,10 @@ func netListen(t *testing.T) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// ---------------------------------------------------------------------------
-// Bugs of the library's TLS layer that these clients show. The library is
-// not this change's to edit: each test is skipped, naming the bug, unless
-// FRAMELOOP_TEST_KNOWN_BUGS=1; it fails until the bug is fixed, and then
-// its knownLibraryBug call should go.
-
-func knownLibraryBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("FRAMELOOP_TEST_KNOWN_BUGS") == "" {
-		t.Skipf("known library bug (FRAMELOOP_TEST_KNOWN_BUGS=1 runs this test): %s", bug)
-	}
-}
-
-// --idle-timeout closes a TLS connection without close_notify: loop.go's
-// idleExpired calls closeNow, which never queues one (finishClose does).
-// A strict client reads a truncation: OpenSSL "unexpected eof while
-// reading", Python SSLEOFError.
+// --idle-timeout closes a TLS connection with close_notify, as every
+// close the server decides does: a strict client would otherwise read a
+// truncation (OpenSSL "unexpected eof while reading", Python SSLEOFError).
 func TestDaemonTLSCloseNotifyAtIdleTimeout(t *testing.T) {
-	knownLibraryBug(t, "an idle timeout closes a TLS connection without close_notify (loop.go idleExpired → closeNow)")
 	t.Parallel()
 	_, f := writeTLSFiles(t)
 	d := startTLSDaemon(t, f, "--idle-timeout", "1s")
@@ -702,16 +687,12 @@ func TestDaemonTLSCloseNotifyAtIdleTimeout(t *testing.T) {
 	}
 }
 
-// A handshake the server refuses should end with the alert crypto/tls
-// wrote (protocol_version, no_application_protocol, certificate_required,
-// bad_certificate), so that the client can say why. It often does not:
-// when the loop handles the handshake goroutine's last event after the
-// handshake has returned, handshakeProgress (tls.go) first moves the
-// alert into the connection's ciphertext buffer (takeTLSOutput), then
-// tlsFailed finds the session's pending output empty, writes nothing, and
-// closeNow drops the buffer. The client reads a bare EOF (or a reset).
+// A handshake the server refuses ends with the alert crypto/tls wrote
+// (protocol_version, no_application_protocol, certificate_required,
+// bad_certificate), so that the client can say why, not a bare EOF — also
+// when the alert had already been moved into the connection's ciphertext
+// buffer.
 func TestDaemonTLSHandshakeFailureAlerts(t *testing.T) {
-	knownLibraryBug(t, "the alert of a refused handshake is often dropped (tls.go handshakeProgress → takeTLSOutput, then tlsFailed/closeNow)")
 	t.Parallel()
 	_, f := writeTLSFiles(t)
 	d := startTLSDaemon(t, f, "--tls-min-version", "1.3", "--tls-alpn", alpn, "--tls-client-ca", f.ca)
@@ -741,4 +722,22 @@ func TestDaemonTLSHandshakeFailureAlerts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// SIGHUP to a daemon without TLS: nothing to reload, and it goes on
+// serving (the signal's default action would stop it and drop every
+// connection).
+func TestDaemonSIGHUPWithoutTLSKeepsServing(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--addr", "127.0.0.1:0")
+	c := d.dial(t)
+	testkit.Echo(t, c, []byte("before"), ioWait)
+	d.signal(syscall.SIGHUP)
+	if _, ok := d.waitLog(ioWait, msgIs("SIGHUP: nothing to reload (no TLS)")); !ok {
+		t.Fatal("no log line for the SIGHUP")
+	}
+	if d.hasExited() {
+		t.Fatal("the daemon exited on SIGHUP")
+	}
+	testkit.Echo(t, c, []byte("after"), ioWait)
 }
