@@ -35,7 +35,7 @@ const (
 )
 
 var (
-	// ErrMalformed is wrapped by the other decoding errors: the broker closes (4.8).
+	// ErrMalformed is wrapped by every decoding error but the two below: close (4.8).
 	ErrMalformed = errors.New("mqtt: malformed packet")
 	// ErrVersion: a CONNECT not of level 4; answer CONNACK RefusedVersion, close [MQTT-3.1.2-2].
 	ErrVersion = errors.New("mqtt: unacceptable protocol version")
@@ -123,14 +123,8 @@ var fixedFlags = [16]byte{TypePubrel: 2, TypeSubscribe: 2, TypeUnsubscribe: 2}
 // after which only the Packet's Type is set.
 func Decode(first byte, body []byte) (Packet, error) {
 	p, r := Packet{Type: Type(first >> 4)}, reader{b: body}
-	switch p.Type {
-	case 0, 15, TypeConnack, TypeSuback, TypeUnsuback, TypePingresp:
-		return Packet{Type: p.Type}, errType // reserved, or server to client (2.2.1)
-	case TypePublish: // its flags are its own (3.3.1)
-	default:
-		if first != header(p.Type) {
-			return Packet{Type: p.Type}, errFlags // [MQTT-2.2.2-2]
-		}
+	if p.Type != TypePublish && first != header(p.Type) {
+		return Packet{Type: p.Type}, errFlags // [MQTT-2.2.2-2]
 	}
 	switch p.Type {
 	case TypePublish:
@@ -151,7 +145,10 @@ func Decode(first byte, body []byte) (Packet, error) {
 				r.fail(errQoS) // reserved bits or QoS 3 [MQTT-3.8.3-4]
 			}
 		}
-	} // PINGREQ and DISCONNECT have no body (3.12, 3.14).
+	case TypePingreq, TypeDisconnect: // no body (3.12, 3.14)
+	default:
+		return Packet{Type: p.Type}, errType // reserved, or only a server sends it (2.2.1)
+	}
 	if len(r.b) > 0 {
 		r.fail(errTrailing)
 	}
@@ -201,14 +198,13 @@ func (r *reader) publish(first byte) (p Publish) {
 	if p.QoS > 0 {
 		p.PacketID = r.id() // 3.3.2.2
 	}
-	if r.err == nil {
-		p.Payload, r.b = r.b, nil // 3.3.3: the rest, maybe empty
-	}
+	p.Payload, r.b = r.b[:len(r.b):len(r.b)], nil // 3.3.3: the rest, maybe empty
 	return p
 }
 
 // reader consumes a body. Its first failure sticks and later reads return
-// zero values, so a decoder reads on and checks err once.
+// zero values, so a decoder reads on and checks err once. What it returns
+// has no capacity past its end: appending to it cannot overwrite the body.
 type reader struct {
 	b   []byte
 	err error

@@ -284,8 +284,25 @@ func TestDecodeAliases(t *testing.T) {
 	if &p.Publish.Topic[0] != &body[2] || &p.Publish.Payload[0] != &body[7] {
 		t.Error("Publish does not alias the body")
 	}
-	if cap(p.Publish.Topic) != len(p.Publish.Topic) {
-		t.Error("Topic's capacity reaches past it: appending to it would overwrite the body")
+	// The framing layer's buffer goes on past the body: appending to a
+	// decoded value must not write there.
+	const next = "next frame"
+	pub := B.s("a/b").u16(7).raw("payload" + next)
+	conn := connect(0xe6, B.s("c").s("w/t").s("msg").s("user").s("pass").raw(next))
+	for _, tc := range []struct {
+		first byte
+		body  []byte
+	}{{0x32, pub[:len(pub)-len(next)]}, {0x10, conn[:len(conn)-len(next)]}} {
+		p, err := Decode(tc.first, tc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range [][]byte{p.Publish.Topic, p.Publish.Payload, p.Connect.ClientID, p.Connect.WillTopic,
+			p.Connect.WillMessage, p.Connect.Username, p.Connect.Password} {
+			if cap(v) != len(v) {
+				t.Errorf("%q has capacity past its end", v)
+			}
+		}
 	}
 }
 
