@@ -18,10 +18,10 @@ const SubackFailure byte = 0x80
 // MaxRemaining is the largest Remaining Length, hence body (2.2.3).
 const MaxRemaining = 268_435_455
 
-// The AppendXxxBody functions append a packet's body to dst and return its
-// first byte and the extended dst, for a framing layer that encodes the
-// Remaining Length itself. Like AppendPacket and AppendPublish, they
-// allocate nothing when dst has room.
+// The AppendXxxBody functions return a packet's first byte and dst with its
+// body appended (pass scratch[:0] to get the body alone), for a framing layer
+// that encodes the Remaining Length itself. Like AppendPacket and
+// AppendPublish, they allocate nothing when dst has room.
 
 // AppendConnackBody: CONNACK (3.2). Session present is sent only with
 // Accepted [MQTT-3.2.2-4].
@@ -75,7 +75,7 @@ func AppendPublish(dst []byte, p Publish) []byte {
 // subscribers. For QoS > 0, Bytes[IDOffset:IDOffset+2] is the packet id, at
 // IDOffset = 1 + (1 to 4 bytes of Remaining Length) + 2 + len(Topic); set it
 // per subscriber with SetPacketID before each write (the framing layer copies
-// what it is given). Bytes[0]|0x08 is the DUP flag of a resend.
+// what it is given). A resend sets DUP, Bytes[0] |= 0x08, in its own copy.
 type PublishPacket struct {
 	Bytes    []byte
 	IDOffset int // 0 for QoS 0
