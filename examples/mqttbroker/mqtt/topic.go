@@ -1,0 +1,121 @@
+package mqtt
+
+import (
+	"bytes"
+	"strings"
+)
+
+// Index maps topic filters to subscribers, identified by K (4.7): a trie with
+// a node per topic level, "+" and "#" being levels like others. It is not
+// safe for concurrent use. The zero value is an empty index.
+type Index[K comparable] struct {
+	root  node[K]
+	owned map[K]map[string]bool // each subscriber's filters, for RemoveAll
+	hits  map[K]byte            // Match's scratch, kept between calls
+}
+
+type node[K comparable] struct {
+	parent *node[K]
+	level  string
+	kids   map[string]*node[K]
+	subs   map[K]byte // the subscribers whose filter ends here, with their QoS
+}
+
+// Subscribe subscribes key to filter, a valid topic filter (as Decode
+// checks), at QoS qos, replacing its subscription to the same filter
+// [MQTT-3.8.4-3].
+func (x *Index[K]) Subscribe(filter string, key K, qos byte) {
+	x.find(filter, true).subs[key] = qos
+	if x.owned == nil {
+		x.owned = make(map[K]map[string]bool)
+	}
+	if x.owned[key] == nil {
+		x.owned[key] = make(map[string]bool)
+	}
+	x.owned[key][filter] = true
+}
+
+// Unsubscribe removes key's subscription to filter (the same characters,
+// 3.10.3) and reports whether there was one.
+func (x *Index[K]) Unsubscribe(filter string, key K) bool {
+	if !x.owned[key][filter] {
+		return false
+	}
+	if delete(x.owned[key], filter); len(x.owned[key]) == 0 {
+		delete(x.owned, key)
+	}
+	n := x.find(filter, false)
+	for delete(n.subs, key); n.parent != nil && len(n.subs) == 0 && len(n.kids) == 0; n = n.parent {
+		delete(n.parent.kids, n.level) // prune the emptied branch
+	}
+	return true
+}
+
+// RemoveAll removes all of key's subscriptions, as when its session ends (3.1.2.4).
+func (x *Index[K]) RemoveAll(key K) {
+	for filter := range x.owned[key] {
+		x.Unsubscribe(filter, key)
+	}
+}
+
+// Match calls fn once for each subscriber with a filter matching topic, a
+// valid topic name, passing the highest QoS of those filters (3.3.5), in no
+// particular order. fn must not modify the index. Match allocates nothing
+// once its scratch map has grown to the largest match.
+func (x *Index[K]) Match(topic []byte, fn func(key K, qos byte)) {
+	if x.hits == nil {
+		x.hits = make(map[K]byte)
+	}
+	// Filters starting with a wildcard don't match topic names starting with '$' (4.7.2).
+	x.match(&x.root, topic, false, len(topic) > 0 && topic[0] == '$')
+	for k, q := range x.hits {
+		fn(k, q)
+	}
+	clear(x.hits)
+}
+
+// match collects the subscribers below n whose filters match rest, the topic
+// levels left after n's; end says no level is left, noWild that wildcards
+// may not match the next one.
+func (x *Index[K]) match(n *node[K], rest []byte, end, noWild bool) {
+	if c := n.kids["#"]; c != nil && !noWild {
+		x.collect(c) // '#' matches the parent level and any number below (4.7.1.2)
+	}
+	if end {
+		x.collect(n)
+		return
+	}
+	level, next, found := bytes.Cut(rest, []byte{'/'})
+	if c := n.kids[string(level)]; c != nil {
+		x.match(c, next, !found, false)
+	}
+	if c := n.kids["+"]; c != nil && !noWild {
+		x.match(c, next, !found, false) // '+' matches one level, maybe empty (4.7.1.3)
+	}
+}
+
+func (x *Index[K]) collect(n *node[K]) {
+	for k, q := range n.subs {
+		if old, ok := x.hits[k]; !ok || q > old {
+			x.hits[k] = q
+		}
+	}
+}
+
+// find returns filter's node, or nil; create adds the missing nodes. The
+// levels of a filter are what its '/' separate (4.7.1.1): "a/" has two.
+func (x *Index[K]) find(filter string, create bool) *node[K] {
+	n := &x.root
+	for rest, more := filter, true; more && n != nil; {
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
+		if n.kids[level] == nil && create {
+			if n.kids == nil {
+				n.kids = make(map[string]*node[K])
+			}
+			n.kids[level] = &node[K]{parent: n, level: level, subs: make(map[K]byte)}
+		}
+		n = n.kids[level]
+	}
+	return n
+}
