@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,25 @@ type client struct {
 func dialRaw(t *testing.T, addr string) *client {
 	t.Helper()
 	c := testkit.Dial(t, "tcp", addr, ioTimeout)
+	return &client{t, c, bufio.NewReaderSize(c, 64<<10)}
+}
+
+// dialSmall is dialRaw with a receive buffer of 16 KiB, set before the
+// connection is made: a subscriber whose kernel holds little for it. (Set
+// after, the window already advertised no longer fits the buffer and the
+// connection can stall in retransmissions when it starts reading again.)
+func dialSmall(t *testing.T, addr string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: ioTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+		return err
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return &client{t, c, bufio.NewReaderSize(c, 64<<10)}
 }
 
