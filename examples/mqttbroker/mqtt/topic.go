@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 )
 
@@ -10,38 +11,44 @@ import (
 // safe for concurrent use. The zero value is an empty index.
 type Index[K comparable] struct {
 	root  node[K]
-	owned map[K]map[string]bool // each subscriber's filters, for RemoveAll
-	hits  map[K]byte            // Match's scratch, kept between calls
+	owned map[K][]string // each subscriber's filters, for RemoveAll: few each, a slice is smaller than a map
+	hits  map[K]byte     // Match's scratch, kept between calls
 }
 
 type node[K comparable] struct {
 	parent *node[K]
 	level  string
 	kids   map[string]*node[K]
-	subs   map[K]byte // the subscribers whose filter ends here, with their QoS
+	subs   map[K]byte // the subscribers whose filter ends here, with their QoS; nil for none
 }
 
 // Subscribe subscribes key to filter, a valid topic filter (as Decode
 // checks), at QoS qos, replacing its subscription to the same filter
 // [MQTT-3.8.4-3].
 func (x *Index[K]) Subscribe(filter string, key K, qos byte) {
-	x.find(filter, true).subs[key] = qos
+	n := x.find(filter, true)
+	if n.subs == nil {
+		n.subs = make(map[K]byte, 1)
+	}
+	n.subs[key] = qos
 	if x.owned == nil {
-		x.owned = make(map[K]map[string]bool)
+		x.owned = make(map[K][]string)
 	}
-	if x.owned[key] == nil {
-		x.owned[key] = make(map[string]bool)
+	if !slices.Contains(x.owned[key], filter) {
+		x.owned[key] = append(x.owned[key], filter)
 	}
-	x.owned[key][filter] = true
 }
 
 // Unsubscribe removes key's subscription to filter (the same characters,
 // 3.10.3) and reports whether there was one.
 func (x *Index[K]) Unsubscribe(filter string, key K) bool {
-	if !x.owned[key][filter] {
+	i := slices.Index(x.owned[key], filter)
+	if i < 0 {
 		return false
 	}
-	if delete(x.owned[key], filter); len(x.owned[key]) == 0 {
+	if rest := slices.Delete(x.owned[key], i, i+1); len(rest) > 0 {
+		x.owned[key] = rest
+	} else {
 		delete(x.owned, key)
 	}
 	n := x.find(filter, false)
@@ -53,7 +60,7 @@ func (x *Index[K]) Unsubscribe(filter string, key K) bool {
 
 // RemoveAll removes all of key's subscriptions, as when its session ends (3.1.2.4).
 func (x *Index[K]) RemoveAll(key K) {
-	for filter := range x.owned[key] {
+	for _, filter := range slices.Clone(x.owned[key]) {
 		x.Unsubscribe(filter, key)
 	}
 }
@@ -113,7 +120,7 @@ func (x *Index[K]) find(filter string, create bool) *node[K] {
 			if n.kids == nil {
 				n.kids = make(map[string]*node[K])
 			}
-			n.kids[level] = &node[K]{parent: n, level: level, subs: make(map[K]byte)}
+			n.kids[level] = &node[K]{parent: n, level: level}
 		}
 		n = n.kids[level]
 	}
