@@ -179,6 +179,9 @@ func (b *Broker) subscribe(s *session, p mqtt.Packet) {
 		granted := min(qos, 1) // QoS 2 is granted as 1 (3.9.3)
 		codes = append(codes, granted)
 		b.subs.Subscribe(string(f), s, granted)
+		if len(b.retained) == 0 {
+			continue
+		}
 		// Retained messages matching the new filter (3.3.1.3), collected
 		// under the same lock as a publish's match: each message once.
 		var one mqtt.Index[*session]
