@@ -35,6 +35,7 @@ type genConfig struct {
 // Result is one generator run, as JSON.
 type Result struct {
 	Published, Delivered    int64   // in the measured interval
+	Reads                   int64   // subscriber reads that brought data, in the measured interval
 	Seconds                 float64 // the measured interval
 	BrokerCPUns, GenCPUns   int64   // CPU time over the measured interval
 	P50us, P99us, P999us    float64 // publish to delivery
@@ -252,7 +253,7 @@ func runFanout(cfg genConfig) (Result, error) {
 		now := nanotime()
 		if !measuring && now >= warmEnd {
 			measuring, t0, cpu0, gen0 = true, now, cpuTime(cfg.BrokerPid), cpuTime(os.Getpid())
-			delivered, r.Published = 0, 0
+			delivered, r.Published, r.Reads = 0, 0, 0
 			hist.Reset()
 		}
 		if measuring && !stopping && now >= end {
@@ -294,6 +295,9 @@ func runFanout(cfg genConfig) (Result, error) {
 				return r, fmt.Errorf("subscriber %d: the broker closed the connection (%v)", s.fd, err)
 			}
 			at := nanotime()
+			if measuring && !stopping {
+				r.Reads++
+			}
 			data := buf[:k]
 			if len(s.tail) > 0 {
 				s.tail = append(s.tail, data...)

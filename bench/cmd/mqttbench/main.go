@@ -131,8 +131,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 					fmt.Fprintf(stderr, "mqttbench: run %d, %s, %s: %v\n", r+1, b, mode, err)
 				}
 				if mode == "fanout" {
-					fmt.Fprintf(stderr, "run %d %-9s fan-out: %.0f deliveries/s, %.0f ns broker CPU/delivery, p50 %.0f µs, p99 %.0f µs, lost %d, bad %d\n",
-						r+1, b, float64(res.Delivered)/res.Seconds, float64(res.BrokerCPUns)/float64(res.Delivered), res.P50us, res.P99us, res.Lost, res.Mismatched+res.Dupes)
+					fmt.Fprintf(stderr, "run %d %-9s fan-out: %.0f deliveries/s, %.0f ns broker CPU/delivery, %.1f deliveries/read, p50 %.0f µs, p99 %.0f µs, lost %d, bad %d\n",
+						r+1, b, float64(res.Delivered)/res.Seconds, float64(res.BrokerCPUns)/float64(res.Delivered),
+						float64(res.Delivered)/float64(max(res.Reads, 1)), res.P50us, res.P99us, res.Lost, res.Mismatched+res.Dupes)
 					results[b] = append(results[b], res)
 				} else {
 					fmt.Fprintf(stderr, "run %d %-9s idle: %d clients, RSS %d → %d bytes: %.0f B/client\n",
@@ -289,22 +290,26 @@ func med(rs []Result, f func(Result) float64) float64 {
 func report(w io.Writer, o options, results, idle map[string][]Result) {
 	fmt.Fprintf(w, "Fan-out: 1 publisher → %d subscribers of one topic, %d B QoS 0 payloads, window %d, %v measured after %v, %d runs (medians).\n\n",
 		o.subs, o.size, o.window, o.duration, o.warmup, o.runs)
-	fmt.Fprintln(w, "| broker | deliveries/s | broker CPU ns/delivery | generator CPU ns/delivery | p50 µs | p99 µs | p99.9 µs | idle: RSS B/client | lost / bad | runs |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|")
+	fmt.Fprintln(w, "| broker | deliveries/s | broker CPU ns/delivery | generator CPU ns/delivery | deliveries per read | p50 µs | p99 µs | p99.9 µs | idle: RSS B/client | lost / bad | runs |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|")
 	for _, b := range o.brokers {
 		rs := results[b]
 		var lost, bad int64
 		for _, r := range rs {
 			lost, bad = lost+r.Lost, bad+r.Mismatched+r.Dupes
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d / %d | %d |\n", b,
+		idleRSS := "—"
+		if len(idle[b]) > 0 {
+			idleRSS = fmt.Sprintf("%.0f", med(idle[b], func(r Result) float64 { return float64(r.RSSAfter-r.RSSBefore) / float64(max(r.Clients, 1)) }))
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f | %.0f | %.0f | %.0f | %s | %d / %d | %d |\n", b,
 			med(rs, func(r Result) float64 { return float64(r.Delivered) / r.Seconds }),
 			med(rs, func(r Result) float64 { return float64(r.BrokerCPUns) / float64(r.Delivered) }),
 			med(rs, func(r Result) float64 { return float64(r.GenCPUns) / float64(r.Delivered) }),
+			med(rs, func(r Result) float64 { return float64(r.Delivered) / float64(max(r.Reads, 1)) }),
 			med(rs, func(r Result) float64 { return r.P50us }),
 			med(rs, func(r Result) float64 { return r.P99us }),
 			med(rs, func(r Result) float64 { return r.P999us }),
-			med(idle[b], func(r Result) float64 { return float64(r.RSSAfter-r.RSSBefore) / float64(max(r.Clients, 1)) }),
-			lost, bad, len(rs))
+			idleRSS, lost, bad, len(rs))
 	}
 }
