@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The generator: raw non-blocking sockets on one epoll, one goroutine, no

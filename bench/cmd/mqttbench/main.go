@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command mqttbench compares frameloop's MQTT broker (examples/mqttbroker)
 // with mosquitto on fan-out: one publisher, many subscribers of one topic,
 // QoS 0, every delivered payload verified; and on the memory an idle
