@@ -17,10 +17,10 @@ import (
 // Callbacks of one connection run on its loop; a PUBLISH is written from
 // the publisher's loop to subscribers on any loop. Shared state — the
 // subscription index, the client ids, the retained messages — is under mu,
-// held only to look up; the writes happen outside it.
+// read-locked to match a PUBLISH; the writes happen outside it.
 type Broker struct {
-	mu       sync.Mutex
-	subs     mqtt.Index[*session] // its Match has scratch state: mu, not a read lock
+	mu       sync.RWMutex // read-locked to match a PUBLISH, locked to change anything
+	subs     mqtt.Index[*session]
 	clients  map[string]*session
 	retained map[string]mqtt.Publish // by topic, copied
 
@@ -60,9 +60,9 @@ type BrokerStats struct {
 }
 
 func (b *Broker) Stats() BrokerStats {
-	b.mu.Lock()
+	b.mu.RLock()
 	n := len(b.clients)
-	b.mu.Unlock()
+	b.mu.RUnlock()
 	return BrokerStats{n, b.subscribes.Load(), b.published.Load(), b.delivered.Load(), b.slow.Load(), b.violations.Load()}
 }
 
@@ -200,25 +200,43 @@ func (b *Broker) subscribe(s *session, p mqtt.Packet) {
 	}
 }
 
-var targets = sync.Pool{New: func() any { return new([]target) }}
+// scratch is a publish's matches: the map the index fills, the list
+// written to after the lock is released.
+type scratch struct {
+	hits map[*session]byte
+	ts   []target
+}
+
+var scratches = sync.Pool{New: func() any { return &scratch{hits: make(map[*session]byte)} }}
 
 // publish delivers p to every matching subscription, at most at the
-// subscription's QoS (3.8.4), and keeps it if it is retained.
+// subscription's QoS (3.8.4), and keeps it if it is retained. Publishers on
+// different loops match concurrently, under the read lock.
 func (b *Broker) publish(p mqtt.Publish) {
-	ts := targets.Get().(*[]target)
-	b.mu.Lock()
-	if p.Retain && len(p.Payload) == 0 {
-		delete(b.retained, string(p.Topic)) // [MQTT-3.3.1-10,11]
-	} else if p.Retain {
-		b.retained[string(p.Topic)] = copied(p)
+	sc := scratches.Get().(*scratch)
+	if p.Retain {
+		b.mu.Lock()
+		if len(p.Payload) == 0 {
+			delete(b.retained, string(p.Topic)) // [MQTT-3.3.1-10,11]
+		} else {
+			b.retained[string(p.Topic)] = copied(p)
+		}
+		b.subs.MatchInto(p.Topic, sc.hits)
+		b.mu.Unlock()
+	} else {
+		b.mu.RLock()
+		b.subs.MatchInto(p.Topic, sc.hits)
+		b.mu.RUnlock()
 	}
-	b.subs.Match(p.Topic, func(s *session, qos byte) { *ts = append(*ts, target{s, min(qos, p.QoS)}) })
-	b.mu.Unlock()
+	for s, qos := range sc.hits {
+		sc.ts = append(sc.ts, target{s, min(qos, p.QoS)})
+	}
+	clear(sc.hits)
 	p.Retain = false // to established subscriptions [MQTT-3.3.1-9]
-	b.deliver(*ts, p)
-	clear(*ts)
-	*ts = (*ts)[:0]
-	targets.Put(ts)
+	b.deliver(sc.ts, p)
+	clear(sc.ts)
+	sc.ts = sc.ts[:0]
+	scratches.Put(sc)
 }
 
 var packets = sync.Pool{New: func() any { return new([2][]byte) }}

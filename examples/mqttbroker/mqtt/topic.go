@@ -68,43 +68,52 @@ func (x *Index[K]) RemoveAll(key K) {
 // Match calls fn once for each subscriber with a filter matching topic, a
 // valid topic name, passing the highest QoS of those filters (3.3.5), in no
 // particular order. fn must not modify the index. Match allocates nothing
-// once its scratch map has grown to the largest match.
+// once its scratch map has grown to the largest match; the scratch map makes
+// it a writer: MatchInto is the variant for readers sharing the index.
 func (x *Index[K]) Match(topic []byte, fn func(key K, qos byte)) {
 	if x.hits == nil {
 		x.hits = make(map[K]byte)
 	}
-	// Filters starting with a wildcard don't match topic names starting with '$' (4.7.2).
-	x.match(&x.root, topic, false, len(topic) > 0 && topic[0] == '$')
+	x.MatchInto(topic, x.hits)
 	for k, q := range x.hits {
 		fn(k, q)
 	}
 	clear(x.hits)
 }
 
-// match collects the subscribers below n whose filters match rest, the topic
-// levels left after n's; end says no level is left, noWild that wildcards
-// may not match the next one.
-func (x *Index[K]) match(n *node[K], rest []byte, end, noWild bool) {
+// MatchInto adds to hits each subscriber with a filter matching topic, a
+// valid topic name, with the highest QoS of those filters (3.3.5). It only
+// reads the index, so calls may run concurrently (under a read lock), each
+// with a map of its own.
+func (x *Index[K]) MatchInto(topic []byte, hits map[K]byte) {
+	// Filters starting with a wildcard don't match topic names starting with '$' (4.7.2).
+	matchLevels(&x.root, topic, false, len(topic) > 0 && topic[0] == '$', hits)
+}
+
+// matchLevels collects into hits the subscribers below n whose filters match
+// rest, the topic levels left after n's; end says no level is left, noWild
+// that wildcards may not match the next one.
+func matchLevels[K comparable](n *node[K], rest []byte, end, noWild bool, hits map[K]byte) {
 	if c := n.kids["#"]; c != nil && !noWild {
-		x.collect(c) // '#' matches the parent level and any number below (4.7.1.2)
+		collect(c, hits) // '#' matches the parent level and any number below (4.7.1.2)
 	}
 	if end {
-		x.collect(n)
+		collect(n, hits)
 		return
 	}
 	level, next, found := bytes.Cut(rest, []byte{'/'})
 	if c := n.kids[string(level)]; c != nil {
-		x.match(c, next, !found, false)
+		matchLevels(c, next, !found, false, hits)
 	}
 	if c := n.kids["+"]; c != nil && !noWild {
-		x.match(c, next, !found, false) // '+' matches one level, maybe empty (4.7.1.3)
+		matchLevels(c, next, !found, false, hits) // '+' matches one level, maybe empty (4.7.1.3)
 	}
 }
 
-func (x *Index[K]) collect(n *node[K]) {
+func collect[K comparable](n *node[K], hits map[K]byte) {
 	for k, q := range n.subs {
-		if old, ok := x.hits[k]; !ok || q > old {
-			x.hits[k] = q
+		if old, ok := hits[k]; !ok || q > old {
+			hits[k] = q
 		}
 	}
 }

@@ -231,3 +231,40 @@ func BenchmarkMatch(b *testing.B) {
 		x.Match(topic, func(int, byte) {})
 	}
 }
+
+// MatchInto only reads: readers sharing the index, each with its own map,
+// find what Match finds (go test -race checks that they only read).
+func TestMatchIntoConcurrentReaders(t *testing.T) {
+	var x Index[int]
+	for i, f := range []string{"a/b", "a/+", "a/#", "#", "+/b", "b/c", "$s/x"} {
+		x.Subscribe(f, i, byte(i%2))
+	}
+	topics := []string{"a/b", "a", "b/c", "$s/x", "c/b", "a/b/c"}
+	want := map[string]map[int]byte{}
+	for _, topic := range topics {
+		want[topic] = map[int]byte{}
+		x.Match([]byte(topic), func(k int, q byte) { want[topic][k] = q })
+	}
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			hits := map[int]byte{}
+			for range 200 {
+				for _, topic := range topics {
+					x.MatchInto([]byte(topic), hits)
+					if !maps.Equal(hits, want[topic]) {
+						done <- fmt.Errorf("%q: MatchInto %v, Match %v", topic, hits, want[topic])
+						return
+					}
+					clear(hits)
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
