@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,4 +234,25 @@ func TestUnsubscribe(t *testing.T) {
 	c.expect([]byte{0xb0, 2, 0, 5})
 	c.send(publishPkt("a/b", 0, 0, []byte("y")))
 	testkit.ExpectNothing(t, c.c, 200*time.Millisecond)
+}
+
+// Bad flags and contradictory values exit 2 with one line; an address in
+// use exits 1.
+func TestFlags(t *testing.T) {
+	busy := startBroker(t, "", 1)
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"--loops", "-1"}, 2, "Loops"},
+		{[]string{"--max-message", "65536", "--max-queued", "1000"}, 2, "MaxQueued"},
+		{[]string{"--addr", busy.addr}, 1, "address already in use"},
+	} {
+		var stderr strings.Builder
+		if code := run(c.args, &stderr); code != c.code || !strings.Contains(stderr.String(), c.says) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, stderr.String(), c.code, c.says)
+		}
+	}
 }
