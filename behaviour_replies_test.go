@@ -262,7 +262,11 @@ func TestReserveRefusedAtTheOutputCap(t *testing.T) {
 func TestPauseReadingHoldsTheClientBack(t *testing.T) {
 	const requests = 2000
 	forEachServerConfig(t, func(t *testing.T, cfg frameloop.Config) {
-		var inFlight, most atomic.Int64
+		// The pool's count and the pause change together, under mu: a
+		// worker's late resume must not undo a newer pause.
+		var mu sync.Mutex
+		var inFlight, most int
+		paused := false
 		rec := newRecorder(t)
 		rec.onFrame = func(c *frameloop.Conn, payload []byte) {
 			r, err := c.Reserve()
@@ -270,17 +274,25 @@ func TestPauseReadingHoldsTheClientBack(t *testing.T) {
 				t.Errorf("Reserve: %v", err)
 				return
 			}
-			if n := inFlight.Add(1); n >= 2 {
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			if inFlight >= 2 && !paused {
+				paused = true
 				c.PauseReading() // the pool is busy: no more from this client
 			}
-			for m := most.Load(); inFlight.Load() > m && !most.CompareAndSwap(m, inFlight.Load()); m = most.Load() {
-			}
+			mu.Unlock()
 			p := bytes.Clone(payload)
 			go func() {
 				time.Sleep(100 * time.Microsecond)
 				r.Write(p)
-				inFlight.Add(-1)
-				c.ResumeReading()
+				mu.Lock()
+				inFlight--
+				if paused {
+					paused = false
+					c.ResumeReading()
+				}
+				mu.Unlock()
 			}()
 		}
 		ts := startServer(t, rec, cfg)
@@ -295,8 +307,10 @@ func TestPauseReadingHoldsTheClientBack(t *testing.T) {
 				t.Fatalf("reply %d: %v", i, err)
 			}
 		}
-		if m := most.Load(); m > 2 {
-			t.Errorf("%d requests in flight at once with reading paused at 2", m)
+		mu.Lock()
+		defer mu.Unlock()
+		if most > 2 {
+			t.Errorf("%d requests in flight at once with reading paused at 2", most)
 		}
 	})
 }

@@ -24,8 +24,9 @@ type Conn struct {
 	addr sock.Addr
 	// ext holds what few connections use — a value, a context, a PROXY
 	// header — allocated on first use, under the loop's outMu, so that an
-	// idle connection does not pay for them.
-	ext *connExt
+	// idle connection does not pay for them. Atomic so that Value, read on
+	// every frame by some handlers, takes no lock.
+	ext atomic.Pointer[connExt]
 }
 
 // RemoteAddr is the peer's address: with Config.ProxyProtocol, the client

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/frameloop/frameloop/internal/sock"
 	"github.com/frameloop/frameloop/internal/tlslayer"
@@ -11,7 +12,7 @@ import (
 
 // connExt is what a Conn holds only when asked for: see Conn.ext.
 type connExt struct {
-	value  any
+	value  atomic.Pointer[any] // read without a lock
 	ctx    context.Context
 	cancel context.CancelFunc
 	proxy  *ProxyHeader
@@ -20,21 +21,22 @@ type connExt struct {
 
 // extLocked returns c's extension, creating it; outMu must be held.
 func (c *Conn) extLocked() *connExt {
-	if c.ext == nil {
-		c.ext = &connExt{}
+	x := c.ext.Load()
+	if x == nil {
+		x = &connExt{}
+		c.ext.Store(x)
 	}
-	return c.ext
+	return x
 }
 
-// Value returns the value stored with SetValue.
+// Value returns the value stored with SetValue. It takes no lock.
 func (c *Conn) Value() any {
-	l := c.st.l
-	l.outMu.Lock()
-	defer l.outMu.Unlock()
-	if c.ext == nil {
-		return nil
+	if x := c.ext.Load(); x != nil {
+		if v := x.value.Load(); v != nil {
+			return *v
+		}
 	}
-	return c.ext.value
+	return nil
 }
 
 // SetValue stores a value of the application's with the connection, for
@@ -42,7 +44,7 @@ func (c *Conn) Value() any {
 func (c *Conn) SetValue(v any) {
 	l := c.st.l
 	l.outMu.Lock()
-	c.extLocked().value = v
+	c.extLocked().value.Store(&v)
 	l.outMu.Unlock()
 }
 
@@ -66,8 +68,8 @@ func (c *Conn) Context() context.Context {
 
 // closedLocked cancels c's context, if it has one; outMu must be held.
 func (c *Conn) closedLocked() {
-	if c.ext != nil && c.ext.cancel != nil {
-		c.ext.cancel()
+	if x := c.ext.Load(); x != nil && x.cancel != nil {
+		x.cancel()
 	}
 }
 
@@ -134,8 +136,8 @@ func (c *Conn) ProxyHeader() *ProxyHeader {
 	l := c.st.l
 	l.outMu.Lock()
 	defer l.outMu.Unlock()
-	if c.ext == nil {
-		return nil
+	if x := c.ext.Load(); x != nil {
+		return x.proxy
 	}
-	return c.ext.proxy
+	return nil
 }

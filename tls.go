@@ -537,8 +537,8 @@ func (c *Conn) TLSConnectionState() (state tls.ConnectionState, ok bool) {
 	l := c.st.l
 	l.outMu.Lock()
 	var sess *tlslayer.Session
-	if c.st.gen == c.gen && c.ext != nil {
-		sess = c.ext.tls
+	if x := c.ext.Load(); c.st.gen == c.gen && x != nil {
+		sess = x.tls
 	}
 	l.outMu.Unlock()
 	if sess == nil || !sess.Established() {
