@@ -70,11 +70,6 @@ func (c *Conn) WriteRaw(frame []byte) error {
 	return c.writeRaw(frame)
 }
 
-// echo queues the frame being delivered, unchanged: EchoHandler's path,
-// which knows the frame is whole and is on the loop's goroutine, so the
-// check WriteRaw makes would only repeat the decoder's.
-func (c *Conn) echo() error { return c.writeRaw(c.st.l.curRaw) }
-
 // write queues a frame made of prefix (nil for zeros) and body.
 func (c *Conn) write(prefix, body []byte) error {
 	l := c.st.l

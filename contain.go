@@ -34,6 +34,7 @@ func (l *loop) contain() {
 	if c == nil {
 		panic(r)
 	}
+	l.settleSpan() // the replies echoed before the panic are still sent
 	l.stats.panics++
 	l.log.Error("handler panicked; closing its connection",
 		"remote", c.addr.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

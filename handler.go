@@ -23,7 +23,11 @@ type Handler interface {
 }
 
 // EchoHandler answers every frame with the identical bytes: prefix,
-// length field and body, whatever the framing.
+// length field and body, whatever the framing. While nothing is queued for
+// the connection, the reply is written straight from the loop's read
+// buffer (no copy, no lock). A handler of the application's may call
+// EchoHandler.OnFrame from its own OnFrame, never from elsewhere: the
+// echo is then in order with the handler's Writes around it.
 type EchoHandler struct{}
 
 func (EchoHandler) OnOpen(*Conn)              {}

@@ -85,7 +85,7 @@ func (l *loop) afterInput(st *connState, framesBefore uint64) {
 		return
 	}
 	l.touched(st, framesBefore)
-	if (st.queued.Load() > 0 && !st.waitWrite) || st.phase == phaseClosing {
+	if (st.queued.Load() > 0 && !st.waitWrite) || st.phase == phaseClosing || l.spanOf == st {
 		l.flush(st, false)
 	}
 }
@@ -147,7 +147,9 @@ func (l *loop) consume(st *connState, data []byte) {
 			return
 		}
 	}
+	l.echoFrom(st)
 	used, need, ok := l.decodeFrames(st, data)
+	l.direct = nil
 	if !ok {
 		return
 	}
@@ -214,7 +216,7 @@ func (l *loop) decodeFrames(st *connState, data []byte) (used, need int, ok bool
 		if !st.acceptsFrames() {
 			return used, 0, false
 		}
-		if st.queued.Load() > l.highWater {
+		if st.queued.Load()+l.spanned(st) > l.highWater {
 			l.pauseReading(st)
 			return used, 0, true
 		}

@@ -212,6 +212,7 @@ func (l *loop) lingerExpired(st *connState) {
 // closeNow closes st at once and frees its slot.
 func (l *loop) closeNow(st *connState, reason CloseReason, err error) {
 	fd := int(st.fd)
+	l.dropSpan(st)
 	l.dropTLS(st, reason, err) // a failure's alert goes out before the close
 	l.p.Remove(fd, st.interest)
 	sock.Close(fd)
@@ -275,10 +276,6 @@ func (l *loop) setInterest(st *connState) {
 // nothing is queued (quiet while the server drains), write while output
 // waits, linger while lingering.
 func (l *loop) setTimer(st *connState, which timerList) {
-	// A deadline counts from now, not from when the pass began: a long
-	// pass must not make a timeout fire early. The clock only moves
-	// forward, so appending keeps the lists sorted.
-	l.now = l.clock()
 	if which == timerIdle && l.draining {
 		which = timerQuiet
 	}
@@ -302,6 +299,11 @@ func (l *loop) setTimer(st *connState, which timerList) {
 		st.timerList = timerNone
 		return
 	}
+	// A deadline counts from now, not from when the pass began: a long
+	// pass must not make a timeout fire early. The clock only moves
+	// forward, so appending keeps the lists sorted. (Read only here: with
+	// no timeout to arm, a flush reads no clock.)
+	l.now = l.clock()
 	list.Touch(&st.timer, l.now)
 	st.timerList = which
 }

@@ -66,8 +66,13 @@ type loop struct {
 	curRaw []byte
 
 	rbuf []byte // every read lands here first; shared by all connections
-	vec  [][]byte
-	wv   sock.Vectored
+	// The echo's direct path (echo.go): direct is the connection whose
+	// frames are being decoded from rbuf with nothing queued; span, the
+	// frames EchoHandler replied with, still in rbuf, for spanOf.
+	direct, spanOf *connState
+	span           []byte
+	vec            [][]byte
+	wv             sock.Vectored
 
 	// idleLists[0] is Config.IdleTimeout's; the others hold the
 	// connections with their own (idle.go).

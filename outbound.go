@@ -87,6 +87,22 @@ func (l *loop) flush(st *connState, writable bool) {
 // false if st closed.
 func (l *loop) writePlain(st *connState, writable bool) (blocked, progress, more, ok bool) {
 	blocked = st.waitWrite && !writable
+	if l.spanOf == st {
+		// Nothing was queued when the span began, so it goes first
+		// (echo.go); the span exists only while nothing waits to write.
+		var all bool
+		if all, progress, ok = l.writeSpan(st); !ok {
+			return false, false, false, false
+		}
+		if !all {
+			return true, progress, false, true
+		}
+	}
+	if st.queued.Load() == 0 && !st.has(ctlDirty) {
+		// Nothing to write, and nothing to clear: a writer that queues
+		// from now on marks the connection dirty and is flushed in turn.
+		return blocked, progress, false, true
+	}
 	round := 0
 	for ; round < writeRounds; round++ {
 		l.outMu.Lock()

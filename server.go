@@ -343,7 +343,7 @@ func (s *Server) Stats() Stats {
 			}
 		}
 		st.FramesIn += sh.loop.framesIn
-		st.FramesOut += sh.framesOut
+		st.FramesOut += sh.framesOut + sh.loop.framesOut
 		st.BytesIn += sh.loop.bytesIn
 		st.BytesOut += sh.loop.bytesOut
 		st.ReadPauses += sh.loop.readPauses

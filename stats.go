@@ -139,6 +139,7 @@ type loopStats struct {
 	accepted     uint64
 	closed       [numReasons]uint64
 	framesIn     uint64
+	framesOut    uint64 // by the echo's direct path (echo.go)
 	bytesIn      uint64
 	bytesOut     uint64
 	readPauses   uint64
