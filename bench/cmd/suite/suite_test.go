@@ -416,7 +416,7 @@ func TestParseFlags(t *testing.T) {
 	for _, sc := range o.Scenarios {
 		ids = append(ids, sc.ID)
 	}
-	if got := strings.Join(ids, ","); got != "S1,S2,S3,S4,S5-100,S5-1000,S5-10000,S6" {
+	if got := strings.Join(ids, ","); got != "S1,S2,S3,S4,S5-100,S5-1000,S5-5000,S6" {
 		t.Errorf("default scenarios %s", got)
 	}
 	o, err = parseFlags([]string{"--servers", "net, gnet,net", "--scenarios", "s4,S2"}, io.Discard)
