@@ -63,6 +63,15 @@ func (k *KernelMem) SlabBytes() int {
 	return n
 }
 
+// BufferPerSocket is the growth of the TCP buffer pages ("TCP: mem", 4 KiB
+// pages) per socket opened, in bytes, or 0 when unknown.
+func (k *KernelMem) BufferPerSocket() float64 {
+	if k == nil || k.Sockets <= 0 {
+		return 0
+	}
+	return float64(k.MemPages) * 4096 / float64(k.Sockets)
+}
+
 // PerSocket is the slab memory per socket opened, or 0 when unknown.
 func (k *KernelMem) PerSocket() float64 {
 	if k == nil || k.Sockets <= 0 || k.SlabErr != "" {

@@ -78,6 +78,9 @@ func TestKernelMem(t *testing.T) {
 			}
 		}
 	}
+	if got := k.BufferPerSocket(); got != 2*4096.0/2000 {
+		t.Errorf("buffer pages per socket %v", got)
+	}
 	want := float64(2000*2368+2000*832+2016*128+500*192+2000*192) / 2000
 	if got := k.PerSocket(); got != want {
 		t.Errorf("per socket %v, want %v", got, want)

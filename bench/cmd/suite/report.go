@@ -344,13 +344,18 @@ func (r *Report) writeOpenTable(p printer, sc Scenario) {
 		if usable(c) && c.Offered > 0 && c.MsgsPerSec < shortfall*c.Offered {
 			achieved += " ⚠️"
 		}
+		p99 := num(c.P99, 0)
+		if lagBound(c) {
+			p99 += " †"
+		}
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %s |\n", srv, grouped(c.Offered), achieved,
-			num(c.ServerNsPerMsg, 0), pct(c.ServerUtil), num(c.P50, 0), num(c.P99, 0), num(c.P999, 0), num(c.LagP99, 0),
+			num(c.ServerNsPerMsg, 0), pct(c.ServerUtil), num(c.P50, 0), p99, num(c.P999, 0), num(c.LagP99, 0),
 			pct(c.LoadgenUtil), c.Runs, len(c.Samples), errorsCell(c))
 	}
 	p("\n")
 	if sc.Open() {
-		p("Server CPU and generator CPU are shares of one core over the measured time; ⚠️ marks an achieved rate below %.0f %% of the offered one.\n\n", 100*shortfall)
+		p("Server CPU and generator CPU are shares of one core over the measured time; ⚠️ marks an achieved rate below %.0f %% of the offered one; ", 100*shortfall)
+		p("† marks a p99 of which the generator's own send lag (p99) is at least half: that latency is the generator's as much as the server's.\n\n")
 	}
 }
 
@@ -458,7 +463,9 @@ func (r *Report) writeMemory(p printer) {
 				num(float64(g.Bytes())/float64(k.Sockets), 0), g.Note)
 		}
 		p("| **total** | | | **%s** | |\n\n", num(k.PerSocket(), 0))
-		p("Socket buffers: `TCP: mem` in `/proc/net/sockstat` moved by %d pages while the connections were held: idle sockets hold no buffers. ", k.MemPages)
+		p("Socket buffers: `TCP: mem` in `/proc/net/sockstat` (pages charged to TCP sockets, the whole machine's) moved by %d pages while the connections were held, %s B per socket: ",
+			k.MemPages, num(k.BufferPerSocket(), 0))
+		p("an upper bound for what the idle sockets hold, since any other TCP traffic on the machine moves it too. ")
 		p("The minimums of `tcp_rmem` and `tcp_wmem` (%s / %s) are what a socket keeps under memory pressure once it carries data, not what an idle one holds.\n\n",
 			firstField(r.Machine.TCPRmem), firstField(r.Machine.TCPWmem))
 	} else if k != nil && k.SlabErr != "" {
@@ -485,8 +492,9 @@ func (r *Report) writeMemory(p printer) {
 	if k != nil && k.PerSocket() > 0 {
 		ps := k.PerSocket()
 		p("| kernel: slab per socket (above) | %s B | %s |\n", num(ps, 0), bytesIEC(ps*million))
-		p("| kernel: socket buffers while idle | 0 B | 0 |\n")
-		p("| **total for the server's side, idle** | **%s B** | **%s** |\n", num(rss+ps, 0), bytesIEC((rss+ps)*million))
+		buf := max(k.BufferPerSocket(), 0)
+		p("| kernel: socket buffers while idle (`TCP: mem` above, an upper bound) | ≤ %s B | ≤ %s |\n", num(buf, 0), bytesIEC(buf*million))
+		p("| **total for the server's side, idle** | **%s B** | **%s** |\n", num(rss+ps+buf, 0), bytesIEC((rss+ps+buf)*million))
 		p("\nThe kernel's share is %.0f× frameloop's at any scale: at a million connections the machine needs about %s for the sockets whatever the server, ",
 			ps/rss, bytesIEC(ps*million))
 		p("plus, once connections carry data, up to the `tcp_rmem`/`tcp_wmem` minimums per socket under memory pressure (%s + %s B: %s for a million). ",

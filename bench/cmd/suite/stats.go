@@ -475,8 +475,29 @@ func tailTarget(byServer map[string]*Cell, peers []string) Target {
 		t.Detail += "; without " + strings.Join(missing, ", ")
 	}
 	t.Detail += shortfallNote(append(slices.Clone(judged), byServer[cName])...)
+	t.Detail += lagNote(append(slices.Clone(judged), byServer[cName])...)
 	judge(&t, ok, judged...)
 	return t
+}
+
+// lagBound reports whether an open-loop cell's p99 latency is mostly the
+// generator's: its send lag (p99) is at least half of it.
+func lagBound(c *Cell) bool {
+	return usable(c) && c.Offered > 0 && c.P99 > 0 && !math.IsNaN(c.LagP99) && c.LagP99 >= c.P99/2
+}
+
+// lagNote names the cells whose p99 is mostly the generator's send lag.
+func lagNote(cells ...*Cell) string {
+	var out []string
+	for _, c := range cells {
+		if lagBound(c) {
+			out = append(out, fmt.Sprintf("%s %s (send lag p99 %.0f of %.0f µs)", c.Scenario, c.Server, c.LagP99, c.P99))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; † latency mostly the generator's: " + strings.Join(out, ", ")
 }
 
 // shortfallNote warns about open-loop cells that delivered clearly less

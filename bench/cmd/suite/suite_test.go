@@ -167,7 +167,9 @@ func cannedSamples() []Sample {
 	add("S5-10000", "gnet", open(1200, 400, 100e3), open(1200, 400, 100e3), open(1200, 400, 100e3))
 	add("S6", "frameloop", open(300, 500, 450e3), open(300, 500, 450e3), open(300, 500, 450e3))
 	add("S6", "c", open(250, 300, 475e3), open(250, 300, 475e3), open(250, 300, 475e3))
-	add("S6", "net", open(400, 800, 350e3), open(400, 800, 350e3), open(400, 800, 350e3))
+	lagged := open(400, 800, 350e3)
+	lagged.SendLagUs = &SendLag{P50: 300, P99: 600, P999: 700, Max: 900} // the generator's, mostly
+	add("S6", "net", lagged, lagged, lagged)
 	add("S6", "gnet", open(350, 400, 400e3), open(350, 400, 400e3), open(350, 400, 400e3))
 	return out
 }
@@ -222,6 +224,9 @@ func TestAggregateAndTargets(t *testing.T) {
 				!strings.Contains(tg.Detail, "(1.10×)") || !strings.Contains(tg.Detail, "S5-10000 net 90.0k of 100.0k") {
 				t.Errorf("S5 target: %s — %s", tg.Name, tg.Detail)
 			}
+		}
+		if strings.HasPrefix(tg.Name, "S6") && !strings.Contains(tg.Detail, "† latency mostly the generator's: S6 net (send lag p99 600 of 800 µs)") {
+			t.Errorf("S6 target detail: %s", tg.Detail)
 		}
 		if strings.HasPrefix(tg.Name, "S2") && !strings.Contains(tg.Detail, "frameloop 0.210 vs c 0.150 (1.40×)") {
 			t.Errorf("S2 target detail: %s", tg.Detail)
@@ -324,6 +329,8 @@ func TestReportMarkdown(t *testing.T) {
 		"| frameloop | 1000 | 1100 | 1.10 | 100 | 300 |",             // S5 summary
 		"| net | 100,000 | 90,000 ⚠️ | 3000 |",                       // short of the rate
 		"| frameloop | 100,000 | 100,000 | 1000 | 10 % | 25 | 100 | 200 | 20 | 20 % |",
+		"| net | 100,000 | 350,000 | 400 | 14 % | 200 | 800 † | 1600 | 600 |", // S6: lag-bound
+		"kernel: socket buffers while idle (`TCP: mem` above, an upper bound) | ≤ 0 B |",
 		"## Memory at scale", "| `TCP` | 20,000 | 2,368 | 2368 |", "| **total** | | | **3200** |",
 		"### frameloop at 1,000,000 connections",
 		"| connection state `connState`: 112 B", "1,048,576 slots | 8.4 B | 8.0 MiB |",
