@@ -34,10 +34,18 @@ type KernelMem struct {
 // SlabGrowth is one slab cache's growth.
 type SlabGrowth struct {
 	Name    string
-	Objs    int    // growth of num_objs counted as the sockets'
+	Objs    int    // growth of the objects in use counted as the sockets'
 	ObjSize int    // bytes per object
 	Note    string // why some or all of the growth is not counted
-	Grown   int    // growth of num_objs, all of it
+	Grown   int    // growth of the objects in use, all of it
+}
+
+// perProcInode are caches that hold one object for every inode, /proc
+// inodes included: their growth less that of proc_inode_cache is the
+// sockets'.
+var perProcInode = map[string]string{
+	"dentry":          "dentries",
+	"lsm_inode_cache": "security blobs",
 }
 
 // notSockets are caches that grow with descriptors but are not the
@@ -126,7 +134,9 @@ func readSockstat(path string) (inuse, mem int, err error) {
 }
 
 // readSlabinfo parses /proc/slabinfo (version 2.x): name, active_objs,
-// num_objs, objsize, ...
+// num_objs, objsize, ... It keeps the objects in use (active_objs): a
+// cache keeps the objects an earlier run freed (num_objs does not fall),
+// and a new run reuses them without num_objs growing.
 func readSlabinfo(path string) (map[string]slabLine, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -143,7 +153,7 @@ func readSlabinfo(path string) (map[string]slabLine, error) {
 		if len(f) < 4 {
 			continue
 		}
-		objs, err1 := strconv.Atoi(f[2])
+		objs, err1 := strconv.Atoi(f[1])
 		size, err2 := strconv.Atoi(f[3])
 		if err1 != nil || err2 != nil {
 			continue
@@ -188,11 +198,11 @@ func kernelDelta(before, after kernelSnap, conns int) *KernelMem {
 		g := SlabGrowth{Name: name, Objs: d, ObjSize: a.size, Grown: d}
 		if why, ok := notSockets[name]; ok {
 			g.Objs, g.Note = 0, why
-		} else if name == "dentry" {
-			// Every /proc inode made meanwhile came with a dentry.
+		} else if what, ok := perProcInode[name]; ok {
+			// Every /proc inode made meanwhile came with one of these.
 			if p := grown("proc_inode_cache"); p > 0 {
 				g.Objs = max(0, d-p)
-				g.Note = fmt.Sprintf("less the %d dentries of the /proc inodes", min(p, d))
+				g.Note = fmt.Sprintf("less the %d %s of the /proc inodes", min(p, d), what)
 			}
 		}
 		k.Slab = append(k.Slab, g)
