@@ -110,7 +110,8 @@ var usage = strings.Replace(`usage: frameloop bench [flags]
 Load generator for the frameloop echo protocol. Every reply is checked byte
 for byte. Without --rate each connection keeps --pipeline frames in flight
 (closed loop); with --rate frames go out at fixed intended times and latency
-counts from those (open loop, corrected for coordinated omission).
+counts from those (open loop, corrected for coordinated omission); the send
+lag, how late frames were started, shows whether the generator kept up.
 
   --addr ADDR        server address: host:port, [ipv6]:port or unix:/path (127.0.0.1:5882)
   --conns N          connections (50)

@@ -58,6 +58,12 @@ type contract struct {
 	FramesSent  int64  `json:"frames_sent"`
 	Framing     string `json:"framing"`
 	Interrupted bool   `json:"interrupted"`
+	SendLagUs   *struct {
+		P50  float64 `json:"p50"`
+		P99  float64 `json:"p99"`
+		P999 float64 `json:"p999"`
+		Max  float64 `json:"max"`
+	} `json:"send_lag_us"`
 }
 
 var contractKeys = []string{"addr", "conns", "pipeline", "size_min", "size_max", "rate", "threads",

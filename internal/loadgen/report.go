@@ -49,6 +49,9 @@ func writeTable(out io.Writer, r *Result) error {
 		row("latency p99.9", "%d µs", l.P999)
 		row("latency p99.99", "%d µs", l.P9999)
 		row("latency max", "%d µs", l.Max)
+		if g := r.SendLagUs; g != nil {
+			row("send lag", "p50 %d µs, p99 %d µs, p99.9 %d µs, max %d µs (started after the intended time)", g.P50, g.P99, g.P999, g.Max)
+		}
 	}
 	row("mismatches", "%d", r.Mismatches)
 	row("lost", "%d", r.Lost)

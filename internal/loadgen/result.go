@@ -26,6 +26,12 @@ type Result struct {
 	MBPerSec   float64 `json:"mb_per_sec"` // 1e6 bytes
 
 	LatencyUs Latency `json:"latency_us"`
+	// SendLagUs, open loop only, is how late frames were started after
+	// their intended times: a generator that cannot keep up with --rate
+	// shows here first (latency counts from the intended time, so the lag
+	// is inside it). Frames also wait for a pipeline slot, which the
+	// server's replies free.
+	SendLagUs *SendLag `json:"send_lag_us,omitempty"`
 
 	// Correctness, over the whole run, warmup included: a wrong reply is
 	// wrong whenever it comes.
@@ -71,6 +77,14 @@ type Latency struct {
 	Mean  float64 `json:"mean"`
 }
 
+// SendLag holds send-lag percentiles in microseconds.
+type SendLag struct {
+	P50  int64 `json:"p50"`
+	P99  int64 `json:"p99"`
+	P999 int64 `json:"p999"`
+	Max  int64 `json:"max"`
+}
+
 // IdleResult is the idle mode's part.
 type IdleResult struct {
 	Conns      int   `json:"conns"`
@@ -101,7 +115,14 @@ func newResult(cfg *Config, ws []*worker) *Result {
 	if cfg.Rate > 0 {
 		r.Mode = "open"
 	}
+	var lag *hdrhistogram.Histogram
+	if cfg.Rate > 0 && cfg.Idle == 0 {
+		lag = newHistogram()
+	}
 	for _, w := range ws {
+		if lag != nil && w.lag != nil {
+			lag.Merge(w.lag)
+		}
 		s := &w.st
 		r.Frames += s.frames
 		r.Bytes += s.bytes
@@ -129,6 +150,13 @@ func newResult(cfg *Config, ws []*worker) *Result {
 	}
 	if h.TotalCount() == 0 {
 		r.LatencyUs.Max = 0
+	}
+	if lag != nil {
+		r.SendLagUs = &SendLag{P50: lag.ValueAtQuantile(50), P99: lag.ValueAtQuantile(99),
+			P999: lag.ValueAtQuantile(99.9), Max: lag.Max()}
+		if lag.TotalCount() == 0 {
+			r.SendLagUs.Max = 0
+		}
 	}
 	return r
 }

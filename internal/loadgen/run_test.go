@@ -278,6 +278,25 @@ func TestOpenLoopRate(t *testing.T) {
 	if frac := float64(r.Frames) / float64(r.FramesSent); frac < 0.7 || frac > 0.9 {
 		t.Errorf("%d of %d frames measured; want about 5/6", r.Frames, r.FramesSent)
 	}
+	// An idle generator starts its frames on time: the lag is well below
+	// the 2 ms between a connection's frames.
+	if r.SendLagUs == nil {
+		t.Fatal("open loop without send_lag_us")
+	}
+	if g := r.SendLagUs; g.P50 > 1000 || g.P99 > g.Max || g.P50 > g.P99 {
+		t.Errorf("send lag %+v", *g)
+	}
+}
+
+func TestClosedLoopHasNoSendLag(t *testing.T) {
+	s := startServer(t, "tcp4", echo)
+	r, code, stderr := bench(t, append(short, "--addr", s.addr, "--conns", "2")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if r.SendLagUs != nil {
+		t.Errorf("closed loop reports send_lag_us %+v", *r.SendLagUs)
+	}
 }
 
 // Open loop measures latency from the intended send time: a server pause

@@ -114,6 +114,9 @@ func (w *worker) advance(c *conn, m int, t int64) {
 			origin := t
 			if w.openLoop {
 				origin = w.intended(c.id, c.next)
+				if t >= w.pl.recordFrom && t < w.pl.sendUntil {
+					w.recordLag(t - origin)
+				}
 			}
 			c.origins[c.next&c.mask] = origin
 			w.inflight++
@@ -165,4 +168,13 @@ func (w *worker) schedule() {
 		}
 		w.schedAt = w.intended(w.conns[w.schedIdx].id, w.schedK)
 	}
+}
+
+// recordLag adds how late a frame was started, in nanoseconds after its
+// intended time, to the send-lag histogram (open loop). Frames wait for
+// the generator's pass to come round, and for a pipeline slot when the
+// server is more than --pipeline frames behind on the connection.
+func (w *worker) recordLag(ns int64) {
+	us := (ns + 500) / 1000
+	w.lag.RecordValue(min(max(us, 0), histMax))
 }

@@ -24,10 +24,13 @@ func newTimer() (*timer, error) {
 }
 
 // set makes the timer fire at deadline (on the package clock), or never for
-// deadline 0. Setting it also clears an expiry not yet read, which is what
-// keeps the level-triggered descriptor from staying ready.
+// deadline 0. A timer still pending for an earlier deadline is left alone:
+// it wakes the worker a little early, which costs one pass, whereas moving
+// it costs a reprogramming of the CPU's timer, which is dear where that
+// traps to a hypervisor (see spinWindow). Setting it also clears an expiry
+// not yet read.
 func (t *timer) set(deadline, now int64) error {
-	if deadline == t.armed {
+	if deadline == t.armed || (t.armed > now && (deadline == 0 || t.armed < deadline)) {
 		return nil
 	}
 	var spec unix.ItimerSpec
@@ -48,7 +51,17 @@ func (t *timer) set(deadline, now int64) error {
 	}
 }
 
-// fired notes that the deadline passed; the next set re-arms the timer.
-func (t *timer) fired() { t.armed = -1 }
+// fired notes that the timer expired: reading the expiry count keeps the
+// level-triggered descriptor from staying ready, and leaves the one-shot
+// timer disarmed, which costs no reprogramming (it is no longer queued).
+func (t *timer) fired() {
+	var b [8]byte
+	for {
+		if _, err := unix.Read(t.fd, b[:]); err != unix.EINTR {
+			break
+		}
+	}
+	t.armed = 0
+}
 
 func (t *timer) close() { unix.Close(t.fd) }

@@ -15,9 +15,11 @@ import (
 type loadgenSpec struct {
 	bin       string // the binary that has the bench subcommand
 	cpus      string // taskset CPU list
+	threads   int    // --threads; 0 means 1
 	addr      string
 	serverPID int
 	sc        Scenario
+	rate      float64 // open loop: --rate; 0: closed loop
 	duration  time.Duration
 	warmup    time.Duration
 	idleConns int
@@ -31,12 +33,15 @@ var errUsage = errors.New("load generator rejected its command line")
 
 // args is the generator's command line, after the binary.
 func (s loadgenSpec) args() []string {
-	a := []string{"bench", "--json", "--threads", "1", "--server-pid", strconv.Itoa(s.serverPID), "--addr", s.addr}
+	a := []string{"bench", "--json", "--threads", strconv.Itoa(max(s.threads, 1)), "--server-pid", strconv.Itoa(s.serverPID), "--addr", s.addr}
 	if s.framing != "" {
 		a = append(a, "--framing", s.framing)
 	}
 	if s.sc.Idle {
 		return append(a, "--idle", strconv.Itoa(s.idleConns), "--hold", s.hold.String())
+	}
+	if s.rate > 0 {
+		a = append(a, "--rate", strconv.FormatFloat(s.rate, 'f', -1, 64))
 	}
 	return append(a,
 		"--conns", strconv.Itoa(s.sc.Conns),

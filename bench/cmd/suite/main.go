@@ -1,6 +1,7 @@
-// Command suite benchmarks frameloop side by side with Go peer echo servers
-// (net, gnet, nbio; see ../peer) under the same load generator, and writes
-// BENCHMARKS.md with plots. Run it from the bench module:
+// Command suite benchmarks frameloop side by side with a hand-written C
+// epoll echo server (the lower bound; see ../../cserver) and Go peer echo
+// servers (net, gnet, nbio; see ../peer) under the same load generator, and
+// writes BENCHMARKS.md with plots. Run it from the bench module:
 //
 //	cd bench && go run ./cmd/suite
 //
@@ -16,11 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +42,9 @@ type Options struct {
 	LoadgenCPUs      string
 	IdleConns        int
 	Hold             time.Duration
+	S5Conns          []int   // S5's connection counts
+	S5Rate           float64 // S5's total rate, frames/s
+	LoadgenThreads   int     // the generator's --threads
 	ReadyTimeout     time.Duration
 	StopGrace        time.Duration
 	// Framing is frameloop's --framing for the server and the generator;
@@ -95,8 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per server and scenario")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before each measurement")
 	fs.IntVar(&o.Runs, "runs", 3, "runs; each figure is the median over them")
-	servers := fs.String("servers", strings.Join(allServers, ","), "servers to compare: frameloop,net,gnet,nbio")
-	scenarios := fs.String("scenarios", "S1,S2,S3,S4", "scenarios: S1 100×1×64B, S2 100×32×64B, S3 8×8×4000B, S4 idle connections")
+	servers := fs.String("servers", strings.Join(allServers, ","), "servers to compare: "+strings.Join(allServers, ","))
+	scenarios := fs.String("scenarios", "S1,S2,S3,S4,S5,S6", "scenarios: S1 100×1×64B, S2 100×32×64B, S3 8×8×4000B, S4 idle connections, "+
+		"S5 open loop at a fixed rate over --s5-conns connections (S5-N for one count), S6 S2's load open loop at half each server's S2 rate (needs S2)")
 	fs.StringVar(&o.Out, "out", "..", "directory for BENCHMARKS.md and the PNG plots")
 	fs.StringVar(&o.FrameloopRoot, "frameloop-root", "..", "root of the frameloop module (built with go build ./cmd/frameloop)")
 	fs.StringVar(&o.Loadgen, "loadgen", "", "use this binary's `bench` subcommand as the load generator instead of the frameloop binary built from --frameloop-root")
@@ -104,6 +111,9 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.LoadgenCPUs, "loadgen-cpus", "1", "taskset CPU list for the load generator")
 	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "S4: idle connections to open")
 	fs.DurationVar(&o.Hold, "hold", 3*time.Second, "S4: how long to hold the idle connections")
+	s5Conns := fs.String("s5-conns", joinInts(defaultS5Conns), "S5: connection counts, each a scenario S5-N")
+	fs.Float64Var(&o.S5Rate, "s5-rate", defaultS5Rate, "S5: total rate over all connections, frames/s")
+	fs.IntVar(&o.LoadgenThreads, "loadgen-threads", 1, "the generator's --threads (OS threads; give them CPUs with --loadgen-cpus)")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 15*time.Second, "longest wait for a server's 'listening' line")
 	fs.DurationVar(&o.StopGrace, "stop-grace", 5*time.Second, "wait after SIGTERM before SIGKILL")
 	fs.StringVar(&o.Framing, "framing", "", "frameloop's --framing for server and generator (the peers speak only the default, u32le)")
@@ -122,6 +132,23 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.IdleConns < 1 {
 		return o, fmt.Errorf("--idle-conns must be at least 1, got %d", o.IdleConns)
 	}
+	if o.S5Rate <= 0 || math.IsInf(o.S5Rate, 0) || math.IsNaN(o.S5Rate) {
+		return o, fmt.Errorf("--s5-rate must be positive, got %v", o.S5Rate)
+	}
+	if o.LoadgenThreads < 1 {
+		return o, fmt.Errorf("--loadgen-threads must be at least 1, got %d", o.LoadgenThreads)
+	}
+	for _, f := range splitList(*s5Conns) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < o.LoadgenThreads {
+			return o, fmt.Errorf("--s5-conns: %q is not a connection count (at least --loadgen-threads)", f)
+		}
+		if !slices.Contains(o.S5Conns, n) {
+			o.S5Conns = append(o.S5Conns, n)
+		}
+	}
+	slices.Sort(o.S5Conns)
+	known := catalog(o.S5Conns, o.S5Rate)
 	for _, name := range splitList(*servers) {
 		if !slices.Contains(allServers, name) {
 			return o, fmt.Errorf("unknown server %q in --servers (want some of %s)", name, strings.Join(allServers, ","))
@@ -130,14 +157,29 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 			o.Servers = append(o.Servers, name)
 		}
 	}
+	want := map[string]bool{}
 	for _, id := range splitList(*scenarios) {
-		i := slices.IndexFunc(allScenarios, func(s Scenario) bool { return strings.EqualFold(s.ID, id) })
-		if i < 0 {
-			return o, fmt.Errorf("unknown scenario %q in --scenarios (want some of S1,S2,S3,S4)", id)
+		found := false
+		for _, sc := range known {
+			if strings.EqualFold(sc.ID, id) || (sc.Group != "" && strings.EqualFold(sc.Group, id)) {
+				want[sc.ID], found = true, true
+			}
 		}
-		if !slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s.ID == allScenarios[i].ID }) {
-			o.Scenarios = append(o.Scenarios, allScenarios[i])
+		if !found {
+			var ids []string
+			for _, sc := range known {
+				ids = append(ids, sc.ID)
+			}
+			return o, fmt.Errorf("unknown scenario %q in --scenarios (want some of %s, or S5 for all of S5)", id, strings.Join(ids, ","))
 		}
+	}
+	for _, sc := range known { // in the order they run: S2 before S6
+		if want[sc.ID] {
+			o.Scenarios = append(o.Scenarios, sc)
+		}
+	}
+	if want["S6"] && !want["S2"] {
+		return o, errors.New("S6 runs at half of each server's S2 msgs/s measured in the same run: add S2 to --scenarios")
 	}
 	if len(o.Servers) == 0 || len(o.Scenarios) == 0 {
 		return o, errors.New("--servers and --scenarios must each name at least one")
@@ -149,6 +191,14 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		return o, fmt.Errorf("--framing %s: the peers speak only u32le; add --servers frameloop", o.Framing)
 	}
 	return o, nil
+}
+
+func joinInts(xs []int) string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, strconv.Itoa(x))
+	}
+	return strings.Join(out, ",")
 }
 
 func splitList(s string) []string {
@@ -169,6 +219,7 @@ type suite struct {
 	benchRoot, frameloopRoot, outDir string
 	tmp                              string
 	frameloopBin, peerBin, loadgen   string
+	cBin                             string
 	servers                          []string // available, in table order
 	skipped, notes                   []string
 	failed                           bool
@@ -269,9 +320,16 @@ func (s *suite) preflight(ctx context.Context) error {
 		return fmt.Errorf("raising RLIMIT_NOFILE: %v", err)
 	}
 	s.logf("RLIMIT_NOFILE soft %d, hard %d", soft, hard)
-	if slices.ContainsFunc(s.opts.Scenarios, func(sc Scenario) bool { return sc.Idle }) &&
-		hard < uint64(s.opts.IdleConns)+64 {
-		return fmt.Errorf("RLIMIT_NOFILE hard limit %d is too low for %d idle connections (S4): raise it (ulimit -Hn) or lower --idle-conns", hard, s.opts.IdleConns)
+	// The server and the generator each hold one descriptor per
+	// connection (each has its own limit); the generator wants 64 more.
+	for _, sc := range s.opts.Scenarios {
+		n, what := sc.Conns, "connections ("+sc.ID+")"
+		if sc.Idle {
+			n, what = s.opts.IdleConns, "idle connections (S4): lower --idle-conns"
+		}
+		if hard < uint64(n)+64 {
+			return fmt.Errorf("RLIMIT_NOFILE hard limit %d is too low for %d %s; raise it (ulimit -Hn)", hard, n, what)
+		}
 	}
 	return nil
 }
@@ -312,7 +370,15 @@ func (s *suite) build(ctx context.Context) error {
 		s.loadgen = p
 		s.note(fmt.Sprintf("load generator: %s (given with --loadgen) instead of the frameloop binary", p))
 	}
-	if slices.ContainsFunc(s.opts.Servers, func(n string) bool { return n != frameloopName }) {
+	if slices.Contains(s.opts.Servers, cName) {
+		s.cBin = filepath.Join(s.tmp, "cserver")
+		s.logf("building the C server (%s)", strings.Join(cBuildArgv(s.benchRoot, s.cBin), " "))
+		if err := buildC(ctx, s.benchRoot, s.cBin); err != nil {
+			s.cBin = ""
+			s.skip(cName, err.Error())
+		}
+	}
+	if len(goPeers(s.opts.Servers)) > 0 {
 		s.peerBin = filepath.Join(s.tmp, "peer")
 		s.logf("building peers (net, gnet, nbio) from %s", s.benchRoot)
 		if err := goBuild(ctx, s.benchRoot, s.peerBin, "./cmd/peer"); err != nil {
@@ -347,6 +413,36 @@ func goBuild(ctx context.Context, dir, out, pkg string) error {
 	return nil
 }
 
+// cSource is the C server's source, in the bench module.
+const cSource = "cserver/echo.c"
+
+// cBuildArgv is the compiler command line for the C server.
+func cBuildArgv(benchRoot, out string) []string {
+	return []string{"cc", "-O2", "-Wall", "-o", out, filepath.Join(benchRoot, cSource)}
+}
+
+// buildC compiles the C server with the machine's cc.
+func buildC(ctx context.Context, benchRoot, out string) error {
+	argv := cBuildArgv(benchRoot, out)
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return fmt.Errorf("no C compiler: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = childAttrs()
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if b, err := cmd.CombinedOutput(); err != nil {
+		msg := strings.Join(strings.Split(strings.TrimSpace(string(b)), "\n"), " | ")
+		if len(msg) > 300 {
+			msg = msg[:300] + "…"
+		}
+		return fmt.Errorf("%s failed (%v): %s", strings.Join(argv, " "), err, msg)
+	}
+	return nil
+}
+
 func (s *suite) skip(server, reason string) {
 	msg := fmt.Sprintf("%s: %s", server, reason)
 	s.logf("SKIPPING %s", msg)
@@ -363,6 +459,9 @@ func (s *suite) serverArgv(server, addr string) []string {
 		}
 		return argv
 	}
+	if server == cName {
+		return []string{s.cBin, "--addr", addr}
+	}
 	return []string{s.peerBin, "--impl", server, "--loops", "1", "--addr", addr}
 }
 
@@ -371,7 +470,7 @@ func (s *suite) serverArgv(server, addr string) []string {
 func (s *suite) checkServers(ctx context.Context) error {
 	var ports portPicker
 	for _, name := range s.opts.Servers {
-		if name == frameloopName && s.frameloopBin == "" {
+		if (name == frameloopName && s.frameloopBin == "") || (name == cName && s.cBin == "") {
 			continue // already skipped: did not build
 		}
 		addr, err := ports.next()
@@ -408,18 +507,29 @@ func (s *suite) measure(ctx context.Context) ([]Sample, error) {
 	for run := 1; run <= s.opts.Runs; run++ {
 		// Rotate the server order from run to run.
 		order := append(slices.Clone(s.servers[(run-1)%len(s.servers):]), s.servers[:(run-1)%len(s.servers)]...)
+		s2 := map[string]float64{} // this run's S2 msgs/s per server, for S6
 		for _, sc := range s.opts.Scenarios {
 			for _, name := range order {
 				done++
-				sample := Sample{Run: run, Server: name, Scenario: sc.ID}
-				res, err := s.measureOne(ctx, &ports, name, sc)
+				sample := Sample{Run: run, Server: name, Scenario: sc.ID, Offered: sc.Rate}
+				prefix := fmt.Sprintf("[%d/%d] run %d %s %-9s", done, total, run, sc.ID, name)
+				if sc.RateOfS2 > 0 {
+					base, ok := s2[name]
+					if !ok {
+						sample.Err = "no valid S2 result for this server in this run, whose msgs/s sets this scenario's rate"
+						s.logf("%s FAILED: %s", prefix, sample.Err)
+						samples = append(samples, sample)
+						continue
+					}
+					sample.Offered = math.Round(sc.RateOfS2 * base)
+				}
+				res, err := s.measureOne(ctx, &ports, name, sc, sample.Offered)
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 				if errors.Is(err, errUsage) {
 					return nil, err
 				}
-				prefix := fmt.Sprintf("[%d/%d] run %d %s %-9s", done, total, run, sc.ID, name)
 				if err != nil {
 					sample.Err = err.Error()
 					s.logf("%s FAILED: %v", prefix, err)
@@ -429,6 +539,8 @@ func (s *suite) measure(ctx context.Context) ([]Sample, error) {
 					if res.Faults() > 0 {
 						s.logf("%s ⚠️ CORRECTNESS FAULT: %.0f mismatches, %.0f lost, %.0f connection errors %s",
 							prefix, res.Mismatches, res.Lost, res.ConnErrors, res.FirstError)
+					} else if sc.ID == "S2" {
+						s2[name] = res.MsgsPerSec
 					}
 				}
 				samples = append(samples, sample)
@@ -440,8 +552,20 @@ func (s *suite) measure(ctx context.Context) ([]Sample, error) {
 
 func summarize(r Result) string {
 	if r.Idle != nil {
-		return fmt.Sprintf("%.0f B/conn over %.0f idle conns (RSS %.1f → %.1f MiB)",
+		line := fmt.Sprintf("%.0f B/conn over %.0f idle conns (RSS %.1f → %.1f MiB)",
 			r.Idle.RSSPerConn, r.Idle.Conns, r.Idle.RSSBeforeBytes/(1<<20), r.Idle.RSSAfterBytes/(1<<20))
+		if k := r.Kernel; k != nil && k.PerSocket() > 0 {
+			line += fmt.Sprintf("; kernel slab %.0f B per socket over %d sockets", k.PerSocket(), k.Sockets)
+		}
+		return line
+	}
+	if r.Rate > 0 {
+		lag := "–"
+		if r.SendLagUs != nil {
+			lag = fmt.Sprintf("%.0fµs", r.SendLagUs.P99)
+		}
+		return fmt.Sprintf("%s of %s msgs/s  p50 %.0fµs p99 %.0fµs p99.9 %.0fµs  server %.0f ns/msg  send lag p99 %s",
+			fmtRate(r.MsgsPerSec), fmtRate(r.Rate), r.Latency.P50, r.Latency.P99, r.Latency.P999, r.ServerCPUNsPerMsg, lag)
 	}
 	return fmt.Sprintf("cpu_ratio %.3f  %s msgs/s  %.1f MB/s  p50 %.0fµs p99 %.0fµs  server %.0f ns/msg",
 		r.CPURatio, fmtRate(r.MsgsPerSec), r.MBPerSec, r.Latency.P50, r.Latency.P99, r.ServerCPUNsPerMsg)
@@ -449,7 +573,7 @@ func summarize(r Result) string {
 
 // measureOne starts a fresh server, runs the generator against it, and
 // stops it again (checking that it is gone) whatever happened.
-func (s *suite) measureOne(ctx context.Context, ports *portPicker, name string, sc Scenario) (res Result, err error) {
+func (s *suite) measureOne(ctx context.Context, ports *portPicker, name string, sc Scenario, rate float64) (res Result, err error) {
 	addr, err := ports.next()
 	if err != nil {
 		return res, err
@@ -463,18 +587,35 @@ func (s *suite) measureOne(ctx context.Context, ports *portPicker, name string, 
 			s.note(fmt.Sprintf("%s %s: %v", sc.ID, name, stopErr))
 		}
 	}()
+	var ks *kernelSampler
+	if sc.Idle {
+		if ks, err = startKernelSampler(); err != nil {
+			s.note(fmt.Sprintf("%s %s: kernel socket memory not sampled: %v", sc.ID, name, err))
+		}
+	}
 	res, err = runLoadgen(ctx, loadgenSpec{
 		bin:       s.loadgen,
 		cpus:      s.opts.LoadgenCPUs,
+		threads:   s.opts.LoadgenThreads,
 		addr:      addr,
 		serverPID: srv.Pid(),
 		sc:        sc,
+		rate:      rate,
 		duration:  s.opts.Duration,
 		warmup:    s.opts.Warmup,
 		idleConns: s.opts.IdleConns,
 		hold:      s.opts.Hold,
 		framing:   s.opts.Framing,
 	})
+	if ks != nil {
+		k, kerr := ks.finish(s.opts.IdleConns)
+		switch {
+		case kerr != nil:
+			s.note(fmt.Sprintf("%s %s: kernel socket memory not sampled: %v", sc.ID, name, kerr))
+		case err == nil:
+			res.Kernel = k
+		}
+	}
 	if err != nil {
 		select {
 		case <-srv.exited:
@@ -497,6 +638,10 @@ func (s *suite) writeReport(samples []Sample) error {
 		Skipped:   s.skipped,
 		Samples:   samples,
 		Cells:     aggregate(samples),
+	}
+	var err error
+	if r.Appendices, err = readAppendices(filepath.Join(s.benchRoot, resultsDir)); err != nil {
+		s.note(fmt.Sprintf("appendices from %s/: %v", resultsDir, err))
 	}
 	r.Targets = evaluateTargets(r.Cells, r.Scenarios, r.Servers)
 	plots, err := writePlots(s.outDir, r)

@@ -33,15 +33,15 @@ func serverColor(name string) color.Color {
 }
 
 // writePlots draws the median cpu_ratio as a grouped bar chart (one group
-// per load scenario, one bar per server; ratios share a scale) and the
+// per closed-loop scenario, one bar per server; ratios share a scale) and the
 // median msgs/s as one panel per scenario (rates differ by an order of
 // magnitude between scenarios, so each panel has its own scale). It
 // returns the files written. A server without a valid result in a scenario
 // gets no bar there.
 func writePlots(dir string, r *Report) ([]string, error) {
-	var load []Scenario
+	var load []Scenario // the closed loops: cpu_ratio is their figure
 	for _, sc := range r.Scenarios {
-		if !sc.Idle {
+		if !sc.Idle && !sc.Open() {
 			load = append(load, sc)
 		}
 	}

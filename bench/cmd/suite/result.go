@@ -45,6 +45,24 @@ type Result struct {
 	CPURatio           float64 `json:"cpu_ratio"`
 	Idle               *Idle   `json:"idle,omitempty"`
 	FirstError         string  `json:"first_error,omitempty"` // optional: the generator's first fault
+	// Optional: the measured time, the open loop's rate and how late its
+	// frames were started (a generator that could not keep up shows there).
+	DurationS float64  `json:"duration_s"`
+	Rate      float64  `json:"rate"`
+	SendLagUs *SendLag `json:"send_lag_us,omitempty"`
+
+	// Kernel is not the generator's: the suite samples the kernel's socket
+	// memory itself while an idle run holds its connections.
+	Kernel *KernelMem `json:"-"`
+}
+
+// SendLag is how late the generator started frames after their intended
+// times (open loop), in microseconds.
+type SendLag struct {
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
 }
 
 // Faults is the number of mismatched, lost and errored messages/connections.

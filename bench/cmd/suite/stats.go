@@ -9,31 +9,95 @@ import (
 )
 
 // Scenario is one load shape. Idle scenarios open connections that send
-// nothing and measure the server's memory per connection.
+// nothing and measure the server's memory per connection. Open-loop
+// scenarios send at a fixed rate (--rate) and measure latency from each
+// frame's intended send time; the others are closed loops, each
+// connection keeping Pipeline frames in flight.
 type Scenario struct {
 	ID       string
+	Group    string // --scenarios selects every scenario of a group by its name (S5)
 	Conns    int
-	Pipeline int
+	Pipeline int // closed loop: frames in flight; open loop: the most in flight
 	Size     int
 	Idle     bool
+	// Open loop: Rate frames/s over all connections, or RateOfS2 times the
+	// same server's S2 msgs/s in the same run. Both zero: closed loop.
+	Rate     float64
+	RateOfS2 float64
 }
+
+// Open reports whether the scenario is an open loop.
+func (s Scenario) Open() bool { return s.Rate > 0 || s.RateOfS2 > 0 }
 
 // Describe is the scenario's one-line shape.
 func (s Scenario) Describe(idleConns int, hold time.Duration) string {
-	if s.Idle {
+	switch {
+	case s.Idle:
 		return fmt.Sprintf("%d idle connections held %s: server RSS growth per connection", idleConns, hold)
+	case s.RateOfS2 > 0:
+		return fmt.Sprintf("%d connections × pipeline %d × %d B payloads, open loop at %.0f %% of each server's S2 msgs/s in the same run",
+			s.Conns, s.Pipeline, s.Size, 100*s.RateOfS2)
+	case s.Rate > 0:
+		return fmt.Sprintf("%s connections all active, open loop at %s msgs/s in all (≤ %d in flight each), %d B payloads",
+			grouped(float64(s.Conns)), grouped(s.Rate), s.Pipeline, s.Size)
 	}
 	return fmt.Sprintf("%d connections × pipeline %d × %d B payloads", s.Conns, s.Pipeline, s.Size)
 }
 
-var allScenarios = []Scenario{
-	{ID: "S1", Conns: 100, Pipeline: 1, Size: 64},
-	{ID: "S2", Conns: 100, Pipeline: 32, Size: 64},
-	{ID: "S3", Conns: 8, Pipeline: 8, Size: 4000},
-	{ID: "S4", Idle: true},
+// S5's defaults: connection counts and the fixed total rate. The issue
+// asks for 10,000 connections, but on the 2-vCPU machine of BENCHMARKS.md
+// one generator core cannot drive 10,000 connections at 100,000 msgs/s:
+// every frame is a write and a read of its own, about 10 µs of the
+// generator's CPU there, and its send lag reached p50 6–8 ms (latency p50
+// about 50 ms, the generator's backlog). It keeps up at 5,000 (send lag
+// p50 8–40 µs, p99 0.5–1.1 ms) and at 10,000 with 70,000 msgs/s (p99
+// 60 µs). With more CPUs for the generator: --s5-conns 100,1000,10000
+// --loadgen-cpus 1-3 --loadgen-threads 3.
+var (
+	defaultS5Conns = []int{100, 1000, 5000}
+	defaultS5Rate  = 100000.0
+)
+
+// s5Pipeline bounds the frames in flight on one S5 connection: room to
+// catch up after a stall without the generator holding frames back.
+const s5Pipeline = 16
+
+// catalog lists every scenario in the order they run and are reported,
+// with S5 at the given connection counts and rate.
+func catalog(s5Conns []int, s5Rate float64) []Scenario {
+	out := []Scenario{
+		{ID: "S1", Conns: 100, Pipeline: 1, Size: 64},
+		{ID: "S2", Conns: 100, Pipeline: 32, Size: 64},
+		{ID: "S3", Conns: 8, Pipeline: 8, Size: 4000},
+		{ID: "S4", Idle: true},
+	}
+	for _, n := range s5Conns {
+		out = append(out, Scenario{ID: fmt.Sprintf("S5-%d", n), Group: "S5", Conns: n, Pipeline: s5Pipeline, Size: 64, Rate: s5Rate})
+	}
+	return append(out, Scenario{ID: "S6", Conns: 100, Pipeline: 32, Size: 64, RateOfS2: 0.5})
 }
 
-var allServers = []string{"frameloop", "net", "gnet", "nbio"}
+var allScenarios = catalog(defaultS5Conns, defaultS5Rate)
+
+// Server names. c is the hand-written C epoll server (../../cserver), the
+// lower bound; net, gnet and nbio are the Go peers (../peer).
+const (
+	frameloopName = "frameloop"
+	cName         = "c"
+)
+
+var allServers = []string{frameloopName, cName, "net", "gnet", "nbio"}
+
+// goPeers are the servers other than frameloop and the C server.
+func goPeers(servers []string) []string {
+	var out []string
+	for _, s := range servers {
+		if s != frameloopName && s != cName {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // Sample is one measurement: a server under a scenario in one run.
 type Sample struct {
@@ -41,7 +105,8 @@ type Sample struct {
 	Server   string
 	Scenario string
 	Result   Result
-	Err      string // non-empty when the measurement failed
+	Offered  float64 // open loop: the rate asked for, frames/s
+	Err      string  // non-empty when the measurement failed
 }
 
 // Cell aggregates the samples of one server × scenario over the runs.
@@ -56,6 +121,14 @@ type Cell struct {
 	LoadgenNsPerMsg             float64
 	IdleBytesPerConn, IdleConns float64
 	IdleRSSBefore, IdleRSSAfter float64
+	// Open loop: the rate asked for, how late frames were started (p99),
+	// and the share of one core the server and the generator used.
+	Offered, LagP99         float64
+	ServerUtil, LoadgenUtil float64
+	// S4: the kernel's slab memory per socket (both ends of every
+	// connection are on this machine), from the run with the median.
+	KernelPerSocket float64
+	Kernel          *KernelMem
 	// Sums over all runs: any non-zero is a correctness failure.
 	Mismatches, Lost, ConnErrors float64
 	Samples                      []Sample
@@ -99,6 +172,8 @@ func aggregate(samples []Sample) map[string]map[string]*Cell {
 	for _, byServer := range cells {
 		for _, c := range byServer {
 			var msgs, mb, p50, p99, p999, ns, lgns, ratio, idleB, idleN, idleBefore, idleAfter []float64
+			var offered, lag, sutil, lutil, kps []float64
+			var kernels []*KernelMem
 			for _, s := range c.Samples {
 				if s.Err != "" {
 					c.Failed = append(c.Failed, fmt.Sprintf("run %d: %s", s.Run, s.Err))
@@ -110,6 +185,10 @@ func aggregate(samples []Sample) map[string]map[string]*Cell {
 				c.Lost += r.Lost
 				c.ConnErrors += r.ConnErrors
 				if r.Idle != nil {
+					if k := r.Kernel; k != nil && k.Sockets > 0 {
+						kps = append(kps, k.PerSocket())
+						kernels = append(kernels, k)
+					}
 					idleB = append(idleB, r.Idle.RSSPerConn)
 					idleN = append(idleN, r.Idle.Conns)
 					idleBefore = append(idleBefore, r.Idle.RSSBeforeBytes)
@@ -124,6 +203,16 @@ func aggregate(samples []Sample) map[string]map[string]*Cell {
 				ns = append(ns, r.ServerCPUNsPerMsg)
 				lgns = append(lgns, r.LoadgenCPUNsPerMsg)
 				ratio = append(ratio, r.CPURatio)
+				if s.Offered > 0 {
+					offered = append(offered, s.Offered)
+				}
+				if r.SendLagUs != nil {
+					lag = append(lag, r.SendLagUs.P99)
+				}
+				if r.DurationS > 0 {
+					sutil = append(sutil, r.ServerCPUNs/1e9/r.DurationS)
+					lutil = append(lutil, r.LoadgenCPUNs/1e9/r.DurationS)
+				}
 			}
 			c.MsgsPerSec, c.MBPerSec = median(msgs), median(mb)
 			c.P50, c.P99, c.P999 = median(p50), median(p99), median(p999)
@@ -131,6 +220,14 @@ func aggregate(samples []Sample) map[string]map[string]*Cell {
 			c.LoadgenNsPerMsg = median(lgns)
 			c.IdleBytesPerConn, c.IdleConns = median(idleB), median(idleN)
 			c.IdleRSSBefore, c.IdleRSSAfter = median(idleBefore), median(idleAfter)
+			c.Offered, c.LagP99 = median(offered), median(lag)
+			c.ServerUtil, c.LoadgenUtil = median(sutil), median(lutil)
+			c.KernelPerSocket = median(kps)
+			for _, k := range kernels { // the run closest to the median
+				if c.Kernel == nil || math.Abs(k.PerSocket()-c.KernelPerSocket) < math.Abs(c.Kernel.PerSocket()-c.KernelPerSocket) {
+					c.Kernel = k
+				}
+			}
 		}
 	}
 	return cells
@@ -149,23 +246,51 @@ const (
 	statusNotEval = "not evaluated"
 )
 
-// Thresholds of the targets.
+// Thresholds of the targets (the issue "Speed: within 3 % of hand-written
+// C epoll").
 const (
-	ratioTarget     = 0.9 // frameloop's cpu_ratio ≤ 0.9 × the best peer's
-	idleBytesTarget = 192 // bytes of RSS per idle connection
-	frameloopName   = "frameloop"
+	cRatioTarget    = 1.03 // S1–S3: frameloop's cpu_ratio ≤ 1.03 × the C server's
+	scaleTarget     = 1.15 // S5: CPU/msg at the most connections ≤ 1.15 × at the fewest
+	idleBytesTarget = 192  // S4: bytes of RSS per idle connection
+	minTargetRuns   = 3    // targets are judged on medians of at least this many runs
+	// shortfall: an open loop that delivered less than this share of the
+	// rate asked for is flagged (server or generator could not keep up).
+	shortfall = 0.97
 )
 
 func usable(c *Cell) bool { return c != nil && c.Runs > 0 && !c.Faulty() }
 
-// evaluateTargets computes every target that the measured scenarios allow.
-func evaluateTargets(cells map[string]map[string]*Cell, scenarios []Scenario, servers []string) []Target {
-	var peers []string
-	for _, s := range servers {
-		if s != frameloopName {
-			peers = append(peers, s)
+// fewRuns names the cells judged on fewer than minTargetRuns runs.
+func fewRuns(cells ...*Cell) string {
+	var out []string
+	for _, c := range cells {
+		if c != nil && c.Runs < minTargetRuns {
+			out = append(out, fmt.Sprintf("%s %s: %d", c.Scenario, c.Server, c.Runs))
 		}
 	}
+	if len(out) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("needs the medians of ≥ %d runs (have %s); ", minTargetRuns, strings.Join(out, ", "))
+}
+
+// judge sets t's status: met when ok, unless too few runs back it.
+func judge(t *Target, ok bool, cells ...*Cell) {
+	if few := fewRuns(cells...); few != "" {
+		t.Status = statusNotEval
+		t.Detail = few + t.Detail
+		return
+	}
+	if ok {
+		t.Status = statusMet
+	} else {
+		t.Status = statusMissed
+	}
+}
+
+// evaluateTargets computes every target that the measured scenarios allow.
+func evaluateTargets(cells map[string]map[string]*Cell, scenarios []Scenario, servers []string) []Target {
+	peers := goPeers(servers)
 	has := func(id string) bool {
 		return slices.ContainsFunc(scenarios, func(s Scenario) bool { return s.ID == id })
 	}
@@ -174,81 +299,13 @@ func evaluateTargets(cells map[string]map[string]*Cell, scenarios []Scenario, se
 		if !has(id) {
 			continue
 		}
-		t := Target{Name: fmt.Sprintf("%s: frameloop's cpu_ratio is the lowest and ≤ %.1f × the best Go peer's", id, ratioTarget)}
-		fl := cells[id][frameloopName]
-		best, bestName, missingPeers := math.Inf(1), "", []string(nil)
-		bestNs, bestNsName := math.Inf(1), ""
-		for _, p := range peers {
-			c := cells[id][p]
-			if !usable(c) {
-				missingPeers = append(missingPeers, p)
-				continue
-			}
-			if c.CPURatio < best {
-				best, bestName = c.CPURatio, p
-			}
-			if c.ServerNsPerMsg < bestNs {
-				bestNs, bestNsName = c.ServerNsPerMsg, p
-			}
-		}
-		switch {
-		case !usable(fl):
-			t.Status, t.Detail = statusNotEval, "no valid frameloop result"
-		case bestName == "":
-			t.Status, t.Detail = statusNotEval, "no valid peer result"
-		default:
-			rel := fl.CPURatio / best
-			t.Detail = fmt.Sprintf("frameloop %.3f vs best peer %s %.3f (%.2f×)", fl.CPURatio, bestName, best, rel)
-			if fl.CPURatio < best && rel <= ratioTarget {
-				t.Status = statusMet
-			} else {
-				t.Status = statusMissed
-			}
-			// For context: the server's own CPU per message, which the
-			// generator's cost per message does not enter.
-			t.Detail += fmt.Sprintf("; server CPU/msg: frameloop %.0f ns vs best peer %s %.0f ns", fl.ServerNsPerMsg, bestNsName, bestNs)
-			if len(missingPeers) > 0 {
-				t.Detail += "; without " + strings.Join(missingPeers, ", ")
-			}
-		}
+		out = append(out, ratioTarget(id, cells[id], peers))
+	}
+	if t, ok := scaleTargetOf(cells, scenarios, peers); ok {
 		out = append(out, t)
 	}
-	for _, id := range []string{"S2", "S3"} {
-		if !has(id) {
-			continue
-		}
-		t := Target{Name: fmt.Sprintf("%s: frameloop's msgs/s ≥ every peer's", id)}
-		fl := cells[id][frameloopName]
-		var beaten, compared, missingPeers []string
-		for _, p := range peers {
-			c := cells[id][p]
-			if !usable(c) {
-				missingPeers = append(missingPeers, p)
-				continue
-			}
-			compared = append(compared, fmt.Sprintf("%s %s", p, fmtRate(c.MsgsPerSec)))
-			if usable(fl) && fl.MsgsPerSec < c.MsgsPerSec {
-				beaten = append(beaten, p)
-			}
-		}
-		switch {
-		case !usable(fl):
-			t.Status, t.Detail = statusNotEval, "no valid frameloop result"
-		case len(compared) == 0:
-			t.Status, t.Detail = statusNotEval, "no valid peer result"
-		default:
-			t.Detail = fmt.Sprintf("frameloop %s vs %s", fmtRate(fl.MsgsPerSec), strings.Join(compared, ", "))
-			if len(beaten) == 0 {
-				t.Status = statusMet
-			} else {
-				t.Status = statusMissed
-				t.Detail += "; slower than " + strings.Join(beaten, ", ")
-			}
-			if len(missingPeers) > 0 {
-				t.Detail += "; without " + strings.Join(missingPeers, ", ")
-			}
-		}
-		out = append(out, t)
+	if has("S6") {
+		out = append(out, tailTarget(cells["S6"], peers))
 	}
 	if has("S4") {
 		t := Target{Name: fmt.Sprintf("S4: frameloop ≤ %d B of RSS per idle connection", idleBytesTarget)}
@@ -256,16 +313,206 @@ func evaluateTargets(cells map[string]map[string]*Cell, scenarios []Scenario, se
 		if !usable(fl) {
 			t.Status, t.Detail = statusNotEval, "no valid frameloop result"
 		} else {
-			t.Detail = fmt.Sprintf("frameloop %.0f B/conn", fl.IdleBytesPerConn)
-			if fl.IdleBytesPerConn <= idleBytesTarget {
-				t.Status = statusMet
-			} else {
-				t.Status = statusMissed
-			}
+			t.Detail = fmt.Sprintf("frameloop %.0f B/conn over %s connections", fl.IdleBytesPerConn, grouped(fl.IdleConns))
+			judge(&t, fl.IdleBytesPerConn <= idleBytesTarget, fl)
 		}
 		out = append(out, t)
 	}
 	return out
+}
+
+// ratioTarget: frameloop's cpu_ratio ≤ cRatioTarget × the C server's and
+// lower than every Go peer's.
+func ratioTarget(id string, byServer map[string]*Cell, peers []string) Target {
+	t := Target{Name: fmt.Sprintf("%s: frameloop's cpu_ratio ≤ %.2f × the C server's and lower than every Go peer's", id, cRatioTarget)}
+	fl, c := byServer[frameloopName], byServer[cName]
+	switch {
+	case !usable(fl):
+		t.Status, t.Detail = statusNotEval, "no valid frameloop result"
+		return t
+	case !usable(c):
+		t.Status, t.Detail = statusNotEval, "no valid result of the C server"
+		return t
+	}
+	rel := fl.CPURatio / c.CPURatio
+	t.Detail = fmt.Sprintf("frameloop %.3f vs c %.3f (%.2f×)", fl.CPURatio, c.CPURatio, rel)
+	ok := rel <= cRatioTarget
+	var figs, nsFigs, slower, missing []string
+	judged := []*Cell{fl, c}
+	for _, p := range peers {
+		pc := byServer[p]
+		if !usable(pc) {
+			missing = append(missing, p)
+			continue
+		}
+		judged = append(judged, pc)
+		figs = append(figs, fmt.Sprintf("%s %.3f", p, pc.CPURatio))
+		nsFigs = append(nsFigs, fmt.Sprintf("%s %.0f", p, pc.ServerNsPerMsg))
+		if fl.CPURatio >= pc.CPURatio {
+			ok = false
+			slower = append(slower, p)
+		}
+	}
+	if len(figs) == 0 {
+		t.Status = statusNotEval
+		t.Detail += "; no valid Go peer result"
+		return t
+	}
+	t.Detail += "; Go peers " + strings.Join(figs, ", ")
+	if len(slower) > 0 {
+		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
+	}
+	// For context: the server's own CPU per message, which the
+	// generator's cost per message does not enter.
+	t.Detail += fmt.Sprintf("; server CPU ns/msg: frameloop %.0f, c %.0f (%.2f×), %s",
+		fl.ServerNsPerMsg, c.ServerNsPerMsg, fl.ServerNsPerMsg/c.ServerNsPerMsg, strings.Join(nsFigs, ", "))
+	if len(missing) > 0 {
+		t.Detail += "; without " + strings.Join(missing, ", ")
+	}
+	judge(&t, ok, judged...)
+	return t
+}
+
+// scaleTargetOf: S5, frameloop's CPU per message at the most connections
+// ≤ scaleTarget × its own at the fewest, and lower than every Go peer's at
+// the most. ok is false when fewer than two S5 scenarios ran.
+func scaleTargetOf(cells map[string]map[string]*Cell, scenarios []Scenario, peers []string) (Target, bool) {
+	var s5 []Scenario
+	for _, sc := range scenarios {
+		if sc.Group == "S5" {
+			s5 = append(s5, sc)
+		}
+	}
+	if len(s5) < 2 {
+		return Target{}, false
+	}
+	lo := slices.MinFunc(s5, func(a, b Scenario) int { return a.Conns - b.Conns })
+	hi := slices.MaxFunc(s5, func(a, b Scenario) int { return a.Conns - b.Conns })
+	t := Target{Name: fmt.Sprintf("S5: frameloop's CPU per message at %s busy connections ≤ %.2f × its own at %s, and lower than every Go peer's at %s",
+		grouped(float64(hi.Conns)), scaleTarget, grouped(float64(lo.Conns)), grouped(float64(hi.Conns)))}
+	flLo, flHi := cells[lo.ID][frameloopName], cells[hi.ID][frameloopName]
+	if !usable(flLo) || !usable(flHi) {
+		t.Status, t.Detail = statusNotEval, "no valid frameloop result"
+		return t, true
+	}
+	rel := flHi.ServerNsPerMsg / flLo.ServerNsPerMsg
+	t.Detail = fmt.Sprintf("frameloop %.0f ns/msg at %s vs %.0f ns at %s (%.2f×)",
+		flHi.ServerNsPerMsg, grouped(float64(hi.Conns)), flLo.ServerNsPerMsg, grouped(float64(lo.Conns)), rel)
+	ok := rel <= scaleTarget
+	judged := []*Cell{flLo, flHi}
+	var figs, slower, missing []string
+	for _, p := range peers {
+		pc := cells[hi.ID][p]
+		if !usable(pc) {
+			missing = append(missing, p)
+			continue
+		}
+		judged = append(judged, pc)
+		figs = append(figs, fmt.Sprintf("%s %.0f", p, pc.ServerNsPerMsg))
+		if flHi.ServerNsPerMsg >= pc.ServerNsPerMsg {
+			ok = false
+			slower = append(slower, p)
+		}
+	}
+	if len(figs) == 0 {
+		t.Status = statusNotEval
+		t.Detail += "; no valid Go peer result"
+		return t, true
+	}
+	t.Detail += fmt.Sprintf("; at %s: Go peers %s", grouped(float64(hi.Conns)), strings.Join(figs, ", "))
+	if len(slower) > 0 {
+		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
+	}
+	if c := cells[hi.ID][cName]; usable(c) {
+		t.Detail += fmt.Sprintf(", c %.0f (for reference)", c.ServerNsPerMsg)
+	}
+	if len(missing) > 0 {
+		t.Detail += "; without " + strings.Join(missing, ", ")
+	}
+	t.Detail += shortfallNote(append(slices.Clone(judged), cells[hi.ID][cName], cells[lo.ID][cName])...)
+	judge(&t, ok, judged...)
+	return t, true
+}
+
+// tailTarget: S6, frameloop's p99 lower than every Go peer's.
+func tailTarget(byServer map[string]*Cell, peers []string) Target {
+	t := Target{Name: "S6: frameloop's p99 latency lower than every Go peer's"}
+	fl := byServer[frameloopName]
+	if !usable(fl) {
+		t.Status, t.Detail = statusNotEval, "no valid frameloop result"
+		return t
+	}
+	t.Detail = fmt.Sprintf("frameloop p99 %.0f µs", fl.P99)
+	ok := true
+	judged := []*Cell{fl}
+	var figs, slower, missing []string
+	for _, p := range peers {
+		pc := byServer[p]
+		if !usable(pc) {
+			missing = append(missing, p)
+			continue
+		}
+		judged = append(judged, pc)
+		figs = append(figs, fmt.Sprintf("%s %.0f", p, pc.P99))
+		if fl.P99 >= pc.P99 {
+			ok = false
+			slower = append(slower, p)
+		}
+	}
+	if len(figs) == 0 {
+		t.Status = statusNotEval
+		t.Detail += "; no valid Go peer result"
+		return t
+	}
+	t.Detail += "; Go peers " + strings.Join(figs, ", ")
+	if len(slower) > 0 {
+		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
+	}
+	if c := byServer[cName]; usable(c) {
+		t.Detail += fmt.Sprintf("; c %.0f (for reference)", c.P99)
+	}
+	if len(missing) > 0 {
+		t.Detail += "; without " + strings.Join(missing, ", ")
+	}
+	t.Detail += shortfallNote(append(slices.Clone(judged), byServer[cName])...)
+	t.Detail += lagNote(append(slices.Clone(judged), byServer[cName])...)
+	judge(&t, ok, judged...)
+	return t
+}
+
+// lagBound reports whether an open-loop cell's p99 latency is mostly the
+// generator's: its send lag (p99) is at least half of it.
+func lagBound(c *Cell) bool {
+	return usable(c) && c.Offered > 0 && c.P99 > 0 && !math.IsNaN(c.LagP99) && c.LagP99 >= c.P99/2
+}
+
+// lagNote names the cells whose p99 is mostly the generator's send lag.
+func lagNote(cells ...*Cell) string {
+	var out []string
+	for _, c := range cells {
+		if lagBound(c) {
+			out = append(out, fmt.Sprintf("%s %s (send lag p99 %.0f of %.0f µs)", c.Scenario, c.Server, c.LagP99, c.P99))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; † latency mostly the generator's: " + strings.Join(out, ", ")
+}
+
+// shortfallNote warns about open-loop cells that delivered clearly less
+// than the rate asked for: their latency includes a growing backlog.
+func shortfallNote(cells ...*Cell) string {
+	var out []string
+	for _, c := range cells {
+		if usable(c) && c.Offered > 0 && c.MsgsPerSec < shortfall*c.Offered {
+			out = append(out, fmt.Sprintf("%s %s %s of %s msgs/s", c.Scenario, c.Server, fmtRate(c.MsgsPerSec), fmtRate(c.Offered)))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; ⚠️ below the rate asked for: " + strings.Join(out, ", ")
 }
 
 // fmtRate formats a message rate compactly (e.g. 1.23M, 456k).

@@ -23,6 +23,9 @@ type Machine struct {
 	NofileHard   uint64
 	PortRange    string
 	FrameloopRev string
+	CC           string // the C compiler's first line of --version
+	TCPRmem      string // net.ipv4.tcp_rmem: min default max
+	TCPWmem      string
 }
 
 // peerModules are the modules whose versions the report states.
@@ -124,7 +127,22 @@ func collectMachine(benchRoot, frameloopRoot string) Machine {
 		NofileHard:   rl.Max,
 		PortRange:    readTrim("/proc/sys/net/ipv4/ip_local_port_range"),
 		FrameloopRev: gitRev(frameloopRoot),
+		CC:           ccVersion(),
+		TCPRmem:      readTrim("/proc/sys/net/ipv4/tcp_rmem"),
+		TCPWmem:      readTrim("/proc/sys/net/ipv4/tcp_wmem"),
 	}
+}
+
+// ccVersion is the first line of cc --version.
+func ccVersion() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "cc", "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
 }
 
 // raiseNofile raises the soft RLIMIT_NOFILE to the hard limit. Calling
