@@ -276,7 +276,8 @@ func (r *Report) writeMethod(p printer) {
 		p("each connection sends its share, so more connections mean fewer frames per connection, per wakeup and per read; the figure is the server's CPU per message.\n")
 	}
 	if slices.ContainsFunc(r.Scenarios, func(sc Scenario) bool { return sc.RateOfS2 > 0 }) {
-		p("- S6 offers each server half of the msgs/s *it* reached in S2 in the same run (closed loop, the same 100 × 32 × 64 B), as an open loop: latency at 50 %% load.\n")
+		p("- S6 offers every server the same open-loop load: half of the lowest msgs/s any server reached in S2 in the same run (closed loop, the same 100 × 32 × 64 B), so at most 50 %% of each server's measured maximum: latency under load, not at saturation. ")
+		p("One rate for all, rather than half of each server's own S2 rate, because S2's maximum of the faster servers is the generator's, not theirs, and at half of it the open-loop generator (which spends more per message than the closed loop) fell behind its schedule, adding its own lag to the faster servers' p99 only.\n")
 	}
 	p("- %d run(s). Within a run every server goes through a scenario before the next scenario starts, and the server order rotates from run to run, ",
 		r.Opts.Runs)

@@ -21,7 +21,7 @@ type Scenario struct {
 	Size     int
 	Idle     bool
 	// Open loop: Rate frames/s over all connections, or RateOfS2 times the
-	// same server's S2 msgs/s in the same run. Both zero: closed loop.
+	// lowest S2 msgs/s of the same run. Both zero: closed loop.
 	Rate     float64
 	RateOfS2 float64
 }
@@ -35,7 +35,7 @@ func (s Scenario) Describe(idleConns int, hold time.Duration) string {
 	case s.Idle:
 		return fmt.Sprintf("%d idle connections held %s: server RSS growth per connection", idleConns, hold)
 	case s.RateOfS2 > 0:
-		return fmt.Sprintf("%d connections × pipeline %d × %d B payloads, open loop at %.0f %% of each server's S2 msgs/s in the same run",
+		return fmt.Sprintf("%d connections × pipeline %d × %d B payloads, open loop at %.0f %% of the lowest S2 msgs/s of the same run, the same for every server",
 			s.Conns, s.Pipeline, s.Size, 100*s.RateOfS2)
 	case s.Rate > 0:
 		return fmt.Sprintf("%s connections all active, open loop at %s msgs/s in all (≤ %d in flight each), %d B payloads",
