@@ -11,6 +11,11 @@
 // Each server logs one line containing "listening" and the address once it
 // accepts connections, closes a connection whose frame header announces more
 // than --max-message bytes, and exits with status 0 on SIGTERM or SIGINT.
+//
+// With --tls-cert and --tls-key, net and nbio serve TLS 1.3 only: net with
+// crypto/tls (tls.Server on each accepted connection), nbio with its TLS
+// extension's fork of crypto/tls (github.com/lesismal/llib/std/crypto/tls),
+// which runs the handshake and the records on the poller. gnet has no TLS.
 package main
 
 import (
@@ -34,10 +39,16 @@ type config struct {
 	addr       string // host:port to listen on
 	loops      int    // event loops / pollers (ignored by net)
 	maxMessage int    // largest accepted payload
+	// tlsCert and tlsKey are PEM files; both empty: plain TCP. Each
+	// implementation loads them with its own TLS library.
+	tlsCert, tlsKey string
 	// ready is called once the server accepts connections, with the
 	// address it listens on.
 	ready func(addr string)
 }
+
+// tlsCapable lists the implementations that serve TLS.
+var tlsCapable = map[string]bool{"net": true, "nbio": true}
 
 // servers maps --impl values to their implementations. Each serve function
 // blocks until ctx is cancelled (then it stops and returns nil) or the
@@ -59,9 +70,12 @@ func run(args []string, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:5882", "listen address host:port")
 	loops := fs.Int("loops", 1, "event loops / pollers (ignored by net)")
 	maxMessage := fs.Int("max-message", defaultMaxMessage, "largest accepted payload in bytes")
+	tlsCert := fs.String("tls-cert", "", "serve TLS 1.3 with this PEM certificate chain (with --tls-key; net and nbio)")
+	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+
 	serve, ok := servers[*impl]
 	if !ok {
 		fmt.Fprintf(stderr, "peer: unknown --impl %q (want net, gnet or nbio)\n", *impl)
@@ -76,6 +90,19 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(stderr, "peer: --tls-cert and --tls-key go together: give both or neither")
+		return 2
+	}
+	mode := "tcp"
+	if *tlsCert != "" {
+		if !tlsCapable[*impl] {
+			fmt.Fprintf(stderr, "peer: --impl %s has no TLS (net and nbio have)\n", *impl)
+			return 2
+		}
+		mode = "tls1.3"
+	}
+
 	logger := log.New(stderr, "", log.LstdFlags)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -83,8 +110,10 @@ func run(args []string, stderr io.Writer) int {
 		addr:       *addr,
 		loops:      *loops,
 		maxMessage: *maxMessage,
+		tlsCert:    *tlsCert,
+		tlsKey:     *tlsKey,
 		ready: func(a string) {
-			logger.Printf("peer %s listening on %s (loops=%d)", *impl, a, *loops)
+			logger.Printf("peer %s listening on %s (loops=%d, %s)", *impl, a, *loops, mode)
 		},
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -18,7 +19,19 @@ const netBufSize = 64 << 10
 // connection, a bufio.Reader and a bufio.Writer each, TCP_NODELAY (Go's
 // default), and replies batched in the writer until the next read would
 // block, so that a burst of pipelined frames costs one write system call.
+//
+// With TLS, each accepted connection is wrapped with tls.Server and its
+// handshake completed (at most netHandshakeTimeout) on its own goroutine
+// before the buffers are made; the echo loop is the same over the tls.Conn.
 func serveNet(ctx context.Context, cfg config) error {
+	var tlsCfg *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return err
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.addr)
 	if err != nil {
@@ -83,13 +96,28 @@ func serveNet(ctx context.Context, cfg config) error {
 		mu.Unlock()
 		go func() {
 			defer wg.Done()
-			echoNetConn(c, cfg.maxMessage)
+			if tlsCfg == nil {
+				echoNetConn(c, cfg.maxMessage)
+			} else if tc := tls.Server(c, tlsCfg); netHandshake(tc) == nil {
+				echoNetConn(tc, cfg.maxMessage)
+			}
 			_ = c.Close()
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
 		}()
 	}
+}
+
+// netHandshakeTimeout bounds a TLS handshake, as frameloop's
+// --tls-handshake-timeout default does.
+const netHandshakeTimeout = 10 * time.Second
+
+// netHandshake completes tc's server handshake within netHandshakeTimeout.
+func netHandshake(tc *tls.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), netHandshakeTimeout)
+	defer cancel()
+	return tc.HandshakeContext(ctx)
 }
 
 // echoNetConn serves one connection until EOF, an error, or an oversized

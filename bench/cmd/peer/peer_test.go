@@ -45,6 +45,12 @@ func freeAddr(t *testing.T) string {
 // the server is stopped (and checked to stop cleanly) when the test ends.
 func startServer(t *testing.T, impl string, maxMessage int) string {
 	t.Helper()
+	return startServerTLS(t, impl, maxMessage, "", "")
+}
+
+// startServerTLS is startServer with TLS when certFile and keyFile are set.
+func startServerTLS(t *testing.T, impl string, maxMessage int, certFile, keyFile string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
@@ -53,6 +59,8 @@ func startServer(t *testing.T, impl string, maxMessage int) string {
 			addr:       freeAddr(t),
 			loops:      1,
 			maxMessage: maxMessage,
+			tlsCert:    certFile,
+			tlsKey:     keyFile,
 			ready:      func(a string) { ready <- a },
 		})
 	}()
@@ -125,7 +133,7 @@ func randomPayloads(rng *rand.Rand, n int) [][]byte {
 // pipelineAndVerify writes every payload as a frame, split across writes of
 // random sizes (down to one byte), without waiting for replies, while it
 // reads and checks every echo in order.
-func pipelineAndVerify(t *testing.T, c *net.TCPConn, rng *rand.Rand, payloads [][]byte) {
+func pipelineAndVerify(t *testing.T, c net.Conn, rng *rand.Rand, payloads [][]byte) {
 	t.Helper()
 	var stream []byte
 	for _, p := range payloads {
