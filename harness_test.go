@@ -53,6 +53,9 @@ const (
 	// stallChunk is the largest single write of a client that pipelines
 	// without reading: one that does not complete in time is a stall.
 	stallChunk = 256 << 10
+	// stuckCheck is how long a stalled non-reader's queue must stay
+	// unmoved to count as stuck (stallNonReader).
+	stuckCheck = 100 * time.Millisecond
 )
 
 // serverVariant is one cell of the matrix every behaviour runs over.
@@ -429,7 +432,11 @@ func writeChunks(c net.Conn, stream []byte, split func(i int) int, pause time.Du
 // stallNonReader pipelines 64 KiB frames on c without ever reading, until
 // the writes stall. A stall can also be the machine's slowness: when the
 // server side of c is known, the stall counts only once replies wait in
-// its queue. It fails the test if the writes never stall.
+// its queue and stay there, unmoved, for a moment. (A server that was
+// merely slow to read has its queue still moving; once it catches up, the
+// kernel's buffers — megabytes, with send-buffer autotuning — can take
+// every reply, leaving nothing queued for a write timeout to act on.) It
+// fails the test if the writes never stall.
 func stallNonReader(t testing.TB, c net.Conn, server *frameloop.Conn) int64 {
 	t.Helper()
 	f := testkit.Frame(testkit.Pattern(64<<10, 7))
@@ -444,8 +451,14 @@ func stallNonReader(t testing.TB, c net.Conn, server *frameloop.Conn) int64 {
 		if !stalled {
 			t.Fatalf("the server took %d bytes from a client that reads nothing without stalling", n)
 		}
-		if server == nil || server.Queued() > 0 {
+		if server == nil {
 			return n
+		}
+		if q := server.Queued(); q > 0 {
+			time.Sleep(stuckCheck)
+			if server.Context().Err() != nil || server.Queued() == q {
+				return n // stuck, or already closed for it
+			}
 		}
 	}
 }
