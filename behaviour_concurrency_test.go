@@ -244,7 +244,7 @@ func TestCloseFromAnotherGoroutineSendsQueuedFramesFirst(t *testing.T) {
 		if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrLocalClose) {
 			t.Errorf("OnClose got %v, want ErrLocalClose after Close", ev.err)
 		}
-		st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+		st := ts.waitClosed(t, 1)
 		if st.ClosedBy(frameloop.ReasonLocal) != 1 {
 			t.Errorf("want the close counted as local: %s", fmtStats(&st))
 		}

@@ -84,7 +84,7 @@ func TestHalfCloseStillGetsEveryReply(t *testing.T) {
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrPeerClosed) {
 					t.Errorf("OnClose got %v, want ErrPeerClosed for a peer that closed", ev.err)
 				}
-				st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+				st := ts.waitClosed(t, 1)
 				if st.ClosedBy(frameloop.ReasonPeerClosed) != 1 || st.FramesOut != uint64(tc.frames) {
 					t.Errorf("want one close by the peer after %d replies: %s", tc.frames, fmtStats(&st))
 				}

@@ -64,7 +64,7 @@ func TestOversizeRepliesFirstThenClose(t *testing.T) {
 				if ev := rec.closeFor(t, c, ioTimeout); !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
 					t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
 				}
-				st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+				st := ts.waitClosed(t, 1)
 				if st.ClosedBy(frameloop.ReasonOversize) != 1 || totalClosed(st) != 1 {
 					t.Errorf("want one close, for oversize: %s", fmtStats(&st))
 				}
@@ -99,7 +99,7 @@ func TestOversizeCloseReasonSurvivesPeerReset(t *testing.T) {
 		if !errors.Is(ev.err, frameloop.ErrFrameTooLarge) {
 			t.Errorf("OnClose got %v, want ErrFrameTooLarge", ev.err)
 		}
-		st := ts.waitStats(t, ioTimeout, "closed", func(st frameloop.Stats) bool { return st.Connections == 0 })
+		st := ts.waitClosed(t, 1)
 		if st.ClosedBy(frameloop.ReasonOversize) != 1 {
 			t.Errorf("want the close counted as oversize: %s", fmtStats(&st))
 		}

@@ -218,6 +218,17 @@ func fmtStats(st *frameloop.Stats) string {
 		st.ReadPauses, st.Backpressure, st.AcceptPaused)
 }
 
+// waitClosed waits until no connection is open and n closes are counted,
+// and returns those Stats. Connections drops as a connection closes; the
+// close counts are published with the loop's other figures, at the end of
+// its pass (docs/behaviour.md §10), so a test waits for both.
+func (ts *testServer) waitClosed(t testing.TB, n uint64) frameloop.Stats {
+	t.Helper()
+	return ts.waitStats(t, ioTimeout, fmt.Sprintf("no connection open and %d closes counted", n), func(st frameloop.Stats) bool {
+		return st.Connections == 0 && totalClosed(st) >= n
+	})
+}
+
 func totalClosed(st frameloop.Stats) uint64 {
 	var n uint64
 	for _, r := range frameloop.CloseReasons() {
