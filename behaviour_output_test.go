@@ -129,10 +129,15 @@ func TestWriteTimeoutClosesANonReader(t *testing.T) {
 // A slow reader makes progress, however slowly: the write timeout counts
 // time without progress, not time to drain. The client reads 8 KiB every
 // 20 ms (400 KB/s) for a few write timeouts, then the rest at full speed.
+// The server sees that progress in steps: the reader's kernel reopens its
+// window only once a segment's worth is free, 64 KiB on loopback, so eight
+// reads or more. Under -race on a loaded two-CPU machine the server once
+// saw no progress for 500 ms while this client kept reading (it had read
+// 188 KB in 1.05 s); the write timeout here leaves room for such a gap.
 func TestWriteTimeoutSparesASlowReader(t *testing.T) {
 	const (
-		writeTimeout = 500 * time.Millisecond
-		slowFor      = 5 * writeTimeout
+		writeTimeout = time.Second
+		slowFor      = 3 * writeTimeout
 		frames       = 128
 		frameSize    = 64 << 10
 	)
