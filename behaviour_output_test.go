@@ -137,7 +137,7 @@ func TestWriteTimeoutClosesANonReader(t *testing.T) {
 func TestWriteTimeoutSparesASlowReader(t *testing.T) {
 	const (
 		writeTimeout = time.Second
-		slowFor      = 3 * writeTimeout
+		slowFor      = 4 * writeTimeout
 		frames       = 128
 		frameSize    = 64 << 10
 	)
