@@ -337,41 +337,73 @@ func ratioTarget(id string, byServer map[string]*Cell, peers []string) Target {
 	rel := fl.CPURatio / c.CPURatio
 	t.Detail = fmt.Sprintf("frameloop %.3f vs c %.3f (%.2f×)", fl.CPURatio, c.CPURatio, rel)
 	ok := rel <= cRatioTarget
-	var figs, nsFigs, slower, missing []string
-	judged := []*Cell{fl, c}
-	for _, p := range peers {
-		pc := byServer[p]
-		if !usable(pc) {
-			missing = append(missing, p)
-			continue
-		}
-		judged = append(judged, pc)
-		figs = append(figs, fmt.Sprintf("%s %.3f", p, pc.CPURatio))
-		nsFigs = append(nsFigs, fmt.Sprintf("%s %.0f", p, pc.ServerNsPerMsg))
-		if fl.CPURatio >= pc.CPURatio {
-			ok = false
-			slower = append(slower, p)
-		}
-	}
-	if len(figs) == 0 {
+	v := versus(peers, func(p string) *Cell { return byServer[p] }, fl, cpuRatio, "%.3f")
+	if len(v.cells) == 0 {
 		t.Status = statusNotEval
 		t.Detail += "; no valid Go peer result"
 		return t
 	}
-	t.Detail += "; Go peers " + strings.Join(figs, ", ")
-	if len(slower) > 0 {
-		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
-	}
+	t.Detail += "; Go peers " + strings.Join(v.figs, ", ") + v.slowerNote()
 	// For context: the server's own CPU per message, which the
 	// generator's cost per message does not enter.
+	nsFigs := make([]string, len(v.cells))
+	for i, pc := range v.cells {
+		nsFigs[i] = fmt.Sprintf("%s %.0f", v.names[i], pc.ServerNsPerMsg)
+	}
 	t.Detail += fmt.Sprintf("; server CPU ns/msg: frameloop %.0f, c %.0f (%.2f×), %s",
 		fl.ServerNsPerMsg, c.ServerNsPerMsg, fl.ServerNsPerMsg/c.ServerNsPerMsg, strings.Join(nsFigs, ", "))
-	if len(missing) > 0 {
-		t.Detail += "; without " + strings.Join(missing, ", ")
-	}
-	judge(&t, ok, judged...)
+	t.Detail += v.missingNote()
+	judge(&t, ok && len(v.slower) == 0, append([]*Cell{fl, c}, v.cells...)...)
 	return t
 }
+
+// peerFigures is frameloop's figure set against each Go peer's, lower
+// being better: the targets S1–S3, S5 and S6 all read it the same way.
+type peerFigures struct {
+	names   []string // the peers with a usable result, in order
+	cells   []*Cell  // their results
+	figs    []string // "name figure" for each
+	slower  []string // those whose figure frameloop's is not below
+	missing []string // the peers without a usable result
+}
+
+// versus compares frameloop's cell fl with each peer's, by figure,
+// formatted with verb.
+func versus(peers []string, cellOf func(string) *Cell, fl *Cell, figure func(*Cell) float64, verb string) peerFigures {
+	var v peerFigures
+	for _, p := range peers {
+		pc := cellOf(p)
+		if !usable(pc) {
+			v.missing = append(v.missing, p)
+			continue
+		}
+		v.names = append(v.names, p)
+		v.cells = append(v.cells, pc)
+		v.figs = append(v.figs, fmt.Sprintf("%s "+verb, p, figure(pc)))
+		if figure(fl) >= figure(pc) {
+			v.slower = append(v.slower, p)
+		}
+	}
+	return v
+}
+
+func (v peerFigures) slowerNote() string {
+	if len(v.slower) == 0 {
+		return ""
+	}
+	return " (not below " + strings.Join(v.slower, ", ") + ")"
+}
+
+func (v peerFigures) missingNote() string {
+	if len(v.missing) == 0 {
+		return ""
+	}
+	return "; without " + strings.Join(v.missing, ", ")
+}
+
+func cpuRatio(c *Cell) float64 { return c.CPURatio }
+func serverNs(c *Cell) float64 { return c.ServerNsPerMsg }
+func p99(c *Cell) float64      { return c.P99 }
 
 // scaleTargetOf: S5, frameloop's CPU per message at the most connections
 // ≤ scaleTarget × its own at the fewest, and lower than every Go peer's at
@@ -399,36 +431,19 @@ func scaleTargetOf(cells map[string]map[string]*Cell, scenarios []Scenario, peer
 	t.Detail = fmt.Sprintf("frameloop %.0f ns/msg at %s vs %.0f ns at %s (%.2f×)",
 		flHi.ServerNsPerMsg, grouped(float64(hi.Conns)), flLo.ServerNsPerMsg, grouped(float64(lo.Conns)), rel)
 	ok := rel <= scaleTarget
-	judged := []*Cell{flLo, flHi}
-	var figs, slower, missing []string
-	for _, p := range peers {
-		pc := cells[hi.ID][p]
-		if !usable(pc) {
-			missing = append(missing, p)
-			continue
-		}
-		judged = append(judged, pc)
-		figs = append(figs, fmt.Sprintf("%s %.0f", p, pc.ServerNsPerMsg))
-		if flHi.ServerNsPerMsg >= pc.ServerNsPerMsg {
-			ok = false
-			slower = append(slower, p)
-		}
-	}
-	if len(figs) == 0 {
+	v := versus(peers, func(p string) *Cell { return cells[hi.ID][p] }, flHi, serverNs, "%.0f")
+	if len(v.cells) == 0 {
 		t.Status = statusNotEval
 		t.Detail += "; no valid Go peer result"
 		return t, true
 	}
-	t.Detail += fmt.Sprintf("; at %s: Go peers %s", grouped(float64(hi.Conns)), strings.Join(figs, ", "))
-	if len(slower) > 0 {
-		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
-	}
+	ok = ok && len(v.slower) == 0
+	judged := append([]*Cell{flLo, flHi}, v.cells...)
+	t.Detail += fmt.Sprintf("; at %s: Go peers %s", grouped(float64(hi.Conns)), strings.Join(v.figs, ", ")) + v.slowerNote()
 	if c := cells[hi.ID][cName]; usable(c) {
 		t.Detail += fmt.Sprintf(", c %.0f (for reference)", c.ServerNsPerMsg)
 	}
-	if len(missing) > 0 {
-		t.Detail += "; without " + strings.Join(missing, ", ")
-	}
+	t.Detail += v.missingNote()
 	t.Detail += shortfallNote(append(slices.Clone(judged), cells[hi.ID][cName], cells[lo.ID][cName])...)
 	judge(&t, ok, judged...)
 	return t, true
@@ -443,37 +458,19 @@ func tailTarget(byServer map[string]*Cell, peers []string) Target {
 		return t
 	}
 	t.Detail = fmt.Sprintf("frameloop p99 %.0f µs", fl.P99)
-	ok := true
-	judged := []*Cell{fl}
-	var figs, slower, missing []string
-	for _, p := range peers {
-		pc := byServer[p]
-		if !usable(pc) {
-			missing = append(missing, p)
-			continue
-		}
-		judged = append(judged, pc)
-		figs = append(figs, fmt.Sprintf("%s %.0f", p, pc.P99))
-		if fl.P99 >= pc.P99 {
-			ok = false
-			slower = append(slower, p)
-		}
-	}
-	if len(figs) == 0 {
+	v := versus(peers, func(p string) *Cell { return byServer[p] }, fl, p99, "%.0f")
+	if len(v.cells) == 0 {
 		t.Status = statusNotEval
 		t.Detail += "; no valid Go peer result"
 		return t
 	}
-	t.Detail += "; Go peers " + strings.Join(figs, ", ")
-	if len(slower) > 0 {
-		t.Detail += " (not below " + strings.Join(slower, ", ") + ")"
-	}
+	ok := len(v.slower) == 0
+	judged := append([]*Cell{fl}, v.cells...)
+	t.Detail += "; Go peers " + strings.Join(v.figs, ", ") + v.slowerNote()
 	if c := byServer[cName]; usable(c) {
 		t.Detail += fmt.Sprintf("; c %.0f (for reference)", c.P99)
 	}
-	if len(missing) > 0 {
-		t.Detail += "; without " + strings.Join(missing, ", ")
-	}
+	t.Detail += v.missingNote()
 	t.Detail += shortfallNote(append(slices.Clone(judged), byServer[cName])...)
 	t.Detail += lagNote(append(slices.Clone(judged), byServer[cName])...)
 	judge(&t, ok, judged...)
