@@ -357,6 +357,27 @@ type logBuffer struct {
 
 func newLogBuffer() *logBuffer { return &logBuffer{wake: make(chan struct{})} }
 
+// reapWhenDone watches a started child process: exited closes when it
+// ends, and when the test ends it is killed and must be reaped within
+// exitWait; if the test failed, its output is logged.
+func reapWhenDone(t testing.TB, name string, cmd *exec.Cmd, exited chan struct{}, output *logBuffer) {
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(exitWait):
+			t.Errorf("%s pid %d not reaped %v after SIGKILL", name, cmd.Process.Pid, exitWait)
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, output.String())
+		}
+	})
+}
+
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	b.buf.Write(p)

@@ -88,21 +88,7 @@ func startHAProxy(t *testing.T, bin, cfg string, env map[string]string) *haproxy
 		if err := h.cmd.Start(); err != nil {
 			t.Fatalf("starting haproxy: %v", err)
 		}
-		go func() {
-			h.cmd.Wait()
-			close(h.exited)
-		}()
-		t.Cleanup(func() {
-			h.cmd.Process.Kill()
-			select {
-			case <-h.exited:
-			case <-time.After(exitWait):
-				t.Errorf("haproxy pid %d not reaped %v after SIGKILL", h.cmd.Process.Pid, exitWait)
-			}
-			if t.Failed() {
-				t.Logf("haproxy output:\n%s", h.logs.String())
-			}
-		})
+		reapWhenDone(t, "haproxy", h.cmd, h.exited, h.logs)
 		deadline := time.Now().Add(hapReady)
 		for {
 			if _, err := h.showStat(); err == nil {

@@ -452,21 +452,7 @@ func startPython(t *testing.T, d *daemon, f tlsFiles, cfg pyConfig) *pyClient {
 		}
 		close(p.events)
 	}()
-	go func() {
-		p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		select {
-		case <-p.exited:
-		case <-time.After(exitWait):
-			t.Errorf("python pid %d not reaped %v after SIGKILL", p.cmd.Process.Pid, exitWait)
-		}
-		if t.Failed() {
-			t.Logf("python stderr:\n%s", p.stderr.String())
-		}
-	})
+	reapWhenDone(t, "python", p.cmd, p.exited, p.stderr)
 	return p
 }
 
